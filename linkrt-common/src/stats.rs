@@ -1,0 +1,40 @@
+//! Datapath counters: one per-CPU `u64` slot per [`Counter`].
+
+/// Index into the `STATS` per-CPU array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Packets seen leaving a container (host-side veth ingress).
+    FromContainer = 0,
+    /// Packets seen entering a container (host-side veth egress).
+    ToContainer = 1,
+    /// IPv4 packets.
+    Ipv4 = 2,
+    /// Non-IPv4 frames (ARP, IPv6, ...).
+    NonIpv4 = 3,
+    /// Frames too short for the headers they announce, or with an invalid IPv4 header length.
+    Malformed = 4,
+}
+
+/// Number of slots in the `STATS` map.
+pub const STATS_LEN: u32 = 64;
+
+impl Counter {
+    pub const ALL: [Counter; 5] = [
+        Counter::FromContainer,
+        Counter::ToContainer,
+        Counter::Ipv4,
+        Counter::NonIpv4,
+        Counter::Malformed,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::FromContainer => "from_container",
+            Counter::ToContainer => "to_container",
+            Counter::Ipv4 => "ipv4",
+            Counter::NonIpv4 => "non_ipv4",
+            Counter::Malformed => "malformed",
+        }
+    }
+}

@@ -1,0 +1,29 @@
+use linkrt::{Config, format, state::Store};
+
+use super::{CmdResult, Failure};
+use crate::cli::InspectArgs;
+
+pub fn inspect(cfg: &Config, a: InspectArgs) -> CmdResult {
+    let store = Store::new(cfg);
+    let all = store.all().map_err(Failure::cli)?;
+    let mut docs = Vec::new();
+    let mut missing = Vec::new();
+    for what in &a.containers {
+        match linkrt::state::find_in(&all, what) {
+            Ok(c) => docs.push(format::inspect_json(&store, c, &all)),
+            Err(_) => missing.push(what.clone()),
+        }
+    }
+    match &a.format {
+        Some(t) => {
+            for d in &docs {
+                println!("{}", format::render_template(t, d).map_err(Failure::cli)?);
+            }
+        }
+        None => println!("{}", format::to_json(&serde_json::Value::Array(docs))),
+    }
+    if let Some(m) = missing.first() {
+        return Err(Failure { code: 1, msg: format!("No such object: {m}") });
+    }
+    Ok(0)
+}

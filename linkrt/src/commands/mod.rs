@@ -1,0 +1,54 @@
+//! One short adapter per verb: arguments → library call → output.
+mod exec;
+mod image;
+mod inspect;
+mod lifecycle;
+mod logs;
+mod port;
+mod ps;
+mod run;
+mod status;
+
+use linkrt::Config;
+
+use crate::cli::Command;
+
+/// A command's failure: the message and Docker's exit code.
+pub struct Failure {
+    pub code: i32,
+    pub msg: String,
+}
+
+impl From<linkrt::Error> for Failure {
+    fn from(e: linkrt::Error) -> Self {
+        Failure { code: e.exit_code(), msg: e.to_string() }
+    }
+}
+
+impl Failure {
+    /// A failure of a non-run command (Docker's CLI exits 1).
+    pub fn cli(e: linkrt::Error) -> Self {
+        Failure { code: 1, msg: e.to_string() }
+    }
+}
+
+pub type CmdResult = Result<i32, Failure>;
+
+pub fn dispatch(cmd: Command, cfg: &Config) -> CmdResult {
+    match cmd {
+        Command::Run(a) => run::run(cfg, a, true),
+        Command::Create(a) => run::run(cfg, a, false),
+        Command::Start(a) => lifecycle::start(cfg, a),
+        Command::Stop(a) => lifecycle::stop(cfg, a, false),
+        Command::Restart(a) => lifecycle::stop(cfg, a, true),
+        Command::Rm(a) => lifecycle::rm(cfg, a),
+        Command::Ps(a) => ps::ps(cfg, a),
+        Command::Port(a) => port::port(cfg, a),
+        Command::Inspect(a) => inspect::inspect(cfg, a),
+        Command::Logs(a) => logs::logs(cfg, a),
+        Command::Exec(a) => exec::exec(cfg, a),
+        Command::Image { .. } | Command::Images => image::ls(),
+        Command::Status => status::status(cfg),
+        Command::Supervise { id } => Ok(linkrt::supervise::supervise_main(cfg, &id)),
+    }
+}

@@ -1,0 +1,44 @@
+//! Where linkrt keeps its state. Every path can be moved (tests run many private instances).
+use std::path::PathBuf;
+
+/// Directories used by one linkrt instance.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Persistent state: containers, IPAM, names (default `/var/lib/linkrt`).
+    pub root: PathBuf,
+    /// Runtime state: supervisor sockets, pid files (default `/run/linkrt`).
+    pub run_root: PathBuf,
+    /// bpffs directory where maps and links are pinned (default `/sys/fs/bpf/linkrt`).
+    pub bpffs: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: PathBuf::from("/var/lib/linkrt"),
+            run_root: PathBuf::from("/run/linkrt"),
+            bpffs: PathBuf::from("/sys/fs/bpf/linkrt"),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults, overridden by `LINKRT_ROOT`, `LINKRT_RUN_ROOT` and `LINKRT_BPFFS`.
+    pub fn from_env() -> Self {
+        let d = Config::default();
+        let var = |k: &str, def: PathBuf| std::env::var_os(k).map(PathBuf::from).unwrap_or(def);
+        Config {
+            root: var("LINKRT_ROOT", d.root),
+            run_root: var("LINKRT_RUN_ROOT", d.run_root),
+            bpffs: var("LINKRT_BPFFS", d.bpffs),
+        }
+    }
+
+    pub fn maps_dir(&self) -> PathBuf {
+        self.bpffs.join("maps")
+    }
+
+    pub fn links_dir(&self) -> PathBuf {
+        self.bpffs.join("links")
+    }
+}

@@ -1,0 +1,356 @@
+//! Docker's output formats: `inspect` JSON and Go templates, the `ps` table, durations.
+use std::collections::{BTreeMap, HashMap};
+
+use gtmpl::{Context, Template, Value as TValue};
+use serde_json::{Value, json};
+
+use crate::{
+    container,
+    error::{Error, Result},
+    ports,
+    state::{self, Container, Status},
+};
+
+/// go-units `HumanDuration`.
+pub fn human_duration(secs: f64) -> String {
+    let s = secs as i64;
+    if s < 1 {
+        return "Less than a second".into();
+    }
+    if s == 1 {
+        return "1 second".into();
+    }
+    if s < 60 {
+        return format!("{s} seconds");
+    }
+    let minutes = (secs / 60.0) as i64;
+    if minutes == 1 {
+        return "About a minute".into();
+    }
+    if minutes < 60 {
+        return format!("{minutes} minutes");
+    }
+    let hours = (secs / 3600.0 + 0.5) as i64;
+    if hours == 1 {
+        return "About an hour".into();
+    }
+    if hours < 48 {
+        return format!("{hours} hours");
+    }
+    if hours < 24 * 7 * 2 {
+        return format!("{} days", hours / 24);
+    }
+    if hours < 24 * 30 * 2 {
+        return format!("{} weeks", hours / 24 / 7);
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{} months", hours / 24 / 30);
+    }
+    format!("{} years", hours / 24 / 365)
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+fn ago(ts: &Option<String>) -> f64 {
+    ts.as_deref().and_then(state::parse_rfc3339).map(|t| (now() - t).max(0.0)).unwrap_or(0.0)
+}
+
+/// The STATUS column: `Up 2 seconds`, `Exited (0) 3 seconds ago`, `Created`.
+pub fn status_text(c: &Container) -> String {
+    match c.state.status {
+        Status::Running => format!("Up {}", human_duration(ago(&c.state.started_at))),
+        Status::Exited => format!("Exited ({}) {} ago", c.state.exit_code, human_duration(ago(&c.state.finished_at))),
+        Status::Created => "Created".into(),
+    }
+}
+
+/// Docker's `Ellipsis`, then quoted: `"redis-server --prot…"`.
+pub fn command_text(c: &Container, truncate: bool) -> String {
+    let cmd = c.spec.cmd.join(" ");
+    let chars: Vec<char> = cmd.chars().collect();
+    let shown = if truncate && chars.len() > 20 { chars[..19].iter().collect::<String>() + "…" } else { cmd };
+    format!("\"{}\"", shown.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// One `ps` row's fields by Docker's `--format` names.
+pub fn ps_fields(c: &Container, truncate: bool) -> BTreeMap<&'static str, String> {
+    let mut m = BTreeMap::new();
+    m.insert("ID", if truncate { c.short_id().to_string() } else { c.id.clone() });
+    m.insert("Image", c.spec.image.clone());
+    m.insert("Command", command_text(c, truncate));
+    m.insert("CreatedAt", c.created.clone());
+    m.insert("RunningFor", format!("{} ago", human_duration(ago(&Some(c.created.clone())))));
+    m.insert("Ports", ports::ps_ports(&c.spec.exposed, &c.state.ports));
+    m.insert("Status", status_text(c));
+    m.insert("State", format!("{:?}", c.state.status).to_lowercase());
+    m.insert("Names", c.name.clone());
+    m
+}
+
+/// Lays out rows like Go's tabwriter with Docker's settings (padding 3, last column unpadded).
+pub fn table(rows: &[Vec<String>]) -> String {
+    let ncol = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..ncol).map(|i| rows.iter().filter_map(|r| r.get(i)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < r.len() {
+                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 3));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The `ps` table (default columns).
+pub fn ps_table(cs: &[Container], truncate: bool) -> String {
+    let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"].map(String::from).to_vec()];
+    for c in cs {
+        let f = ps_fields(c, truncate);
+        rows.push(["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"].iter().map(|k| f[k].clone()).collect());
+    }
+    table(&rows)
+}
+
+/// `docker inspect`'s document for one container.
+pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> Value {
+    let dir = store.dir(&c.id);
+    let running = c.state.status == Status::Running;
+    let zero = "0001-01-01T00:00:00Z".to_string();
+    let exposed: serde_json::Map<String, Value> = c.spec.exposed.iter().map(|p| (p.to_string(), json!({}))).collect();
+    let mut bindings: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for b in &c.spec.port_bindings {
+        let hp = if b.host_start == 0 { String::new() } else if b.host_start == b.host_end { b.host_start.to_string() } else { format!("{}-{}", b.host_start, b.host_end) };
+        bindings.entry(b.container.to_string()).or_default().push(json!({"HostIp": b.host_ip, "HostPort": hp}));
+    }
+    let mut net_ports: serde_json::Map<String, Value> = serde_json::Map::new();
+    if running {
+        for p in &c.spec.exposed {
+            let ms: Vec<Value> = c
+                .state
+                .ports
+                .iter()
+                .filter(|m| m.container == *p)
+                .map(|m| json!({"HostIp": m.host_ip, "HostPort": m.host_port.to_string()}))
+                .collect();
+            net_ports.insert(p.to_string(), if ms.is_empty() { Value::Null } else { Value::Array(ms) });
+        }
+    }
+    let ip = c.state.ip.clone().unwrap_or_default();
+    let subnet_prefix = crate::network::Subnet::from_env().map(|s| s.prefix).unwrap_or(16);
+    let gw = if running { crate::network::Subnet::from_env().map(|s| s.gateway().to_string()).unwrap_or_default() } else { String::new() };
+    let mac = c.state.mac.clone().unwrap_or_default();
+    let prefix = if running { subnet_prefix } else { 0 };
+    let links = container::link_strings(c, all);
+    json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.spec.cmd[0],
+        "Args": c.spec.cmd[1..],
+        "State": {
+            "Status": format!("{:?}", c.state.status).to_lowercase(),
+            "Running": running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": c.state.pid,
+            "ExitCode": c.state.exit_code,
+            "Error": c.state.error,
+            "StartedAt": c.state.started_at.clone().unwrap_or(zero.clone()),
+            "FinishedAt": c.state.finished_at.clone().unwrap_or(zero),
+        },
+        "Image": c.spec.image,
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": dir.join("stdout.log"),
+        "Name": format!("/{}", c.name),
+        "RestartCount": c.restart_count,
+        "Driver": "overlay2",
+        "HostConfig": {
+            "NetworkMode": "bridge",
+            "PortBindings": bindings,
+            "PublishAllPorts": c.spec.publish_all,
+            "AutoRemove": c.spec.auto_remove,
+            "Links": if links.is_empty() { Value::Null } else { json!(links) },
+        },
+        "Config": {
+            "Hostname": c.spec.hostname,
+            "Domainname": "",
+            "User": "",
+            "AttachStdin": c.spec.interactive,
+            "Tty": c.spec.tty,
+            "OpenStdin": c.spec.interactive,
+            "ExposedPorts": if exposed.is_empty() { Value::Null } else { Value::Object(exposed) },
+            "Env": c.spec.env,
+            "Cmd": c.spec.cmd,
+            "Image": c.spec.image,
+            "WorkingDir": c.spec.workdir,
+        },
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxKey": if running { format!("/run/netns/{}", crate::network::netns_name(c.short_id())) } else { String::new() },
+            "Ports": net_ports,
+            "Gateway": gw,
+            "IPAddress": ip,
+            "IPPrefixLen": prefix,
+            "MacAddress": mac,
+            "Networks": {
+                "bridge": {
+                    "Links": Value::Null,
+                    "Aliases": Value::Null,
+                    "MacAddress": mac,
+                    "NetworkID": crate::network::BRIDGE,
+                    "Gateway": gw,
+                    "IPAddress": ip,
+                    "IPPrefixLen": prefix,
+                }
+            }
+        }
+    })
+}
+
+/// Docker's JSON layout: 4-space indentation.
+pub fn to_json(v: &Value) -> String {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    serde::Serialize::serialize(v, &mut ser).expect("serializable");
+    String::from_utf8(buf).expect("utf8")
+}
+
+fn to_tvalue(v: &Value) -> TValue {
+    match v {
+        Value::Null => TValue::Nil,
+        Value::Bool(b) => TValue::Bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                TValue::from(i)
+            } else {
+                TValue::from(n.as_f64().unwrap_or(0.0))
+            }
+        }
+        Value::String(s) => TValue::String(s.clone()),
+        Value::Array(a) => TValue::Array(a.iter().map(to_tvalue).collect()),
+        Value::Object(o) => TValue::Object(o.iter().map(|(k, v)| (k.clone(), to_tvalue(v))).collect::<HashMap<_, _>>()),
+    }
+}
+
+fn from_tvalue(v: &TValue) -> Value {
+    match v {
+        TValue::NoValue | TValue::Nil | TValue::Function(_) => Value::Null,
+        TValue::Bool(b) => Value::Bool(*b),
+        TValue::String(s) => Value::String(s.clone()),
+        TValue::Number(n) => n.as_i64().map(Value::from).or_else(|| n.as_f64().map(Value::from)).unwrap_or(Value::Null),
+        TValue::Array(a) => Value::Array(a.iter().map(from_tvalue).collect()),
+        TValue::Object(o) | TValue::Map(o) => {
+            let sorted: BTreeMap<_, _> = o.iter().map(|(k, v)| (k.clone(), from_tvalue(v))).collect();
+            Value::Object(sorted.into_iter().collect())
+        }
+    }
+}
+
+fn json_func(args: &[TValue]) -> std::result::Result<TValue, gtmpl_value::FuncError> {
+    let v = args.first().map(from_tvalue).unwrap_or(Value::Null);
+    Ok(TValue::String(serde_json::to_string(&v).unwrap_or_default()))
+}
+
+/// Go's `%v` for values the way `text/template` prints them: arrays as `[a b]`, maps as
+/// `map[k:v]`, nil as `<no value>`/`[]`.
+fn go_print(v: &Value) -> String {
+    match v {
+        Value::Null => "<no value>".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(a) => format!("[{}]", a.iter().map(go_print).collect::<Vec<_>>().join(" ")),
+        Value::Object(o) => {
+            let sorted: BTreeMap<_, _> = o.iter().collect();
+            format!("map[{}]", sorted.iter().map(|(k, v)| format!("{k}:{}", go_print(v))).collect::<Vec<_>>().join(" "))
+        }
+    }
+}
+
+/// Renders a Go template against a JSON document (`inspect -f`, `ps --format`).
+///
+/// Plain field chains (`{{ .A.B }}`, the common case) are printed with Go's `%v` rules;
+/// everything else goes through the gtmpl engine, with Docker's `json` function.
+pub fn render_template(tmpl: &str, data: &Value) -> Result<String> {
+    let bad = |e: String| Error::user(format!("template parsing error: {e}"));
+    let mut out = String::new();
+    let mut rest = tmpl;
+    let mut complex = false;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let j = rest[i..].find("}}").ok_or_else(|| bad("unclosed action".into()))? + i;
+        let inner = rest[i + 2..j].trim().trim_start_matches('-').trim_end_matches('-').trim();
+        if inner.starts_with('.') && inner[1..].split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_')) || inner == "." {
+            let mut v = data;
+            for part in inner.split('.').filter(|p| !p.is_empty()) {
+                v = match v.get(part) {
+                    Some(x) => x,
+                    None if v.is_object() => {
+                        return Err(Error::user(format!(
+                            "template: :1:{}: executing \"\" at <{inner}>: map has no entry for key \"{part}\"",
+                            i + 3
+                        )));
+                    }
+                    None => &Value::Null,
+                };
+            }
+            out.push_str(&if v.is_null() && inner.ends_with("Links") { "[]".into() } else { go_print(v) });
+        } else {
+            complex = true;
+            break;
+        }
+        rest = &rest[j + 2..];
+    }
+    if !complex {
+        out.push_str(rest);
+        return Ok(out);
+    }
+    let mut t = Template::default();
+    t.add_func("json", json_func);
+    t.parse(tmpl).map_err(|e| bad(e.to_string()))?;
+    t.render(&Context::from(to_tvalue(data))).map_err(|e| Error::user(format!("template: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(0.2), "Less than a second");
+        assert_eq!(human_duration(1.0), "1 second");
+        assert_eq!(human_duration(5.0), "5 seconds");
+        assert_eq!(human_duration(61.0), "About a minute");
+        assert_eq!(human_duration(600.0), "10 minutes");
+        assert_eq!(human_duration(3700.0), "About an hour");
+        assert_eq!(human_duration(3.0 * 86400.0), "3 days");
+    }
+
+    #[test]
+    fn templates() {
+        let d = json!({"HostConfig": {"Links": ["/db:/web/db", "/db:/web/webdb"]}, "Name": "/web", "State": {"Running": true, "Pid": 42}});
+        assert_eq!(render_template("{{ .HostConfig.Links }}", &d).unwrap(), "[/db:/web/db /db:/web/webdb]");
+        assert_eq!(render_template("{{.Name}} {{.State.Running}} {{.State.Pid}}", &d).unwrap(), "/web true 42");
+        assert_eq!(render_template("{{json .HostConfig.Links}}", &d).unwrap(), "[\"/db:/web/db\",\"/db:/web/webdb\"]");
+        assert_eq!(render_template("{{ .HostConfig.Links }}", &json!({"HostConfig": {"Links": null}})).unwrap(), "[]");
+        assert!(render_template("{{ .Nope }}", &d).unwrap_err().to_string().contains("map has no entry for key \"Nope\""));
+        assert!(render_template("{{ if }}", &d).is_err());
+    }
+
+    #[test]
+    fn table_layout() {
+        let t = table(&[vec!["A".into(), "BB".into(), "C".into()], vec!["xyz".into(), "".into(), "last".into()]]);
+        assert_eq!(t, "A     BB   C\nxyz        last\n");
+    }
+}

@@ -1,0 +1,160 @@
+//! Images. There is no registry: images are definitions (TOML, in the repo's `images/`)
+//! embedded in the binary. A container of such an image sees the host's filesystem
+//! copy-on-write, plus the files the image adds.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{
+    error::{Error, Result},
+    ports::{self, PortKey},
+};
+
+/// (definition, [(source name, content)]) of every embedded image.
+const DEFINITIONS: &[&str] = &[
+    include_str!("../../images/redis.toml"),
+    include_str!("../../images/alpine.toml"),
+    include_str!("../../images/webapp.toml"),
+    include_str!("../../images/postgres.toml"),
+    include_str!("../../images/trainingwheels.toml"),
+];
+
+const FILES: &[(&str, &str)] = &[
+    ("webapp.py", include_str!("../../images/files/webapp.py")),
+    ("trainingwheels.py", include_str!("../../images/files/trainingwheels.py")),
+    ("postgres-stub.py", include_str!("../../images/files/postgres-stub.py")),
+];
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    pub bin: String,
+    pub package: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub path: String,
+    /// Name of an embedded file (`images/files/<source>`).
+    pub source: Option<String>,
+    /// Or: make `path` a symlink to this target.
+    pub symlink: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub name: String,
+    pub cmd: Vec<String>,
+    #[serde(default = "root_dir")]
+    pub workdir: String,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub expose: Vec<String>,
+    #[serde(default)]
+    pub requires: Vec<Requirement>,
+    #[serde(default)]
+    pub files: Vec<File>,
+    #[serde(default)]
+    pub dirs: Vec<String>,
+}
+
+fn root_dir() -> String {
+    "/".into()
+}
+
+impl Image {
+    /// Parses and validates an image definition.
+    pub fn parse(text: &str) -> Result<Image> {
+        let img: Image = toml::from_str(text).map_err(|e| Error::user(format!("invalid image definition: {e}")))?;
+        if img.name.is_empty() || img.cmd.is_empty() {
+            return Err(Error::user("invalid image definition: name and cmd must not be empty"));
+        }
+        for f in &img.files {
+            if !f.path.starts_with('/') || f.source.is_some() == f.symlink.is_some() {
+                return Err(Error::user(format!(
+                    "invalid image definition: file {} needs an absolute path and exactly one of source, symlink",
+                    f.path
+                )));
+            }
+            if let Some(s) = &f.source {
+                if file_content(s).is_none() {
+                    return Err(Error::user(format!("invalid image definition: unknown source file {s}")));
+                }
+            }
+        }
+        img.exposed()?;
+        Ok(img)
+    }
+
+    pub fn exposed(&self) -> Result<Vec<PortKey>> {
+        let mut v = Vec::new();
+        for e in &self.expose {
+            v.extend(ports::parse_expose(e)?);
+        }
+        Ok(v)
+    }
+
+    /// Checks that the binaries the image runs exist on the host, naming the package if not.
+    pub fn check_requirements(&self) -> Result<()> {
+        for r in &self.requires {
+            if find_in_path(&r.bin).is_none() {
+                return Err(Error::user(format!(
+                    "image {}: {} not found on this host: install the Debian package {} (apt-get install {})",
+                    self.name, r.bin, r.package, r.package
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn file_content(name: &str) -> Option<&'static str> {
+    FILES.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+}
+
+/// All embedded images, sorted by name.
+pub fn all() -> Vec<Image> {
+    let mut v: Vec<Image> = DEFINITIONS.iter().map(|d| Image::parse(d).expect("embedded image definitions are valid")).collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// Looks an image up by `name` or `name:latest` (Docker's message when it does not exist).
+pub fn find(reference: &str) -> Result<Image> {
+    let name = reference.strip_suffix(":latest").unwrap_or(reference);
+    all().into_iter().find(|i| i.name == name).ok_or_else(|| {
+        Error::user(format!(
+            "Unable to find image '{reference}' locally\nlinkrt: Error response: pull access denied for {name}, repository does not exist (linkrt has no registry; see `linkrt image ls`)"
+        ))
+    })
+}
+
+fn find_in_path(bin: &str) -> Option<PathBuf> {
+    let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    path.split(':').map(|d| Path::new(d).join(bin)).find(|p| p.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_images_parse() {
+        let names: Vec<String> = all().into_iter().map(|i| i.name).collect();
+        assert_eq!(names, ["alpine", "jpetazzo/trainingwheels", "redis", "training/postgres", "training/webapp"]);
+        assert_eq!(find("redis:latest").unwrap().exposed().unwrap()[0].to_string(), "6379/tcp");
+        assert!(find("nosuch").unwrap_err().to_string().starts_with("Unable to find image 'nosuch' locally"));
+    }
+
+    #[test]
+    fn bad_definitions_are_refused() {
+        assert!(Image::parse("name = 'x'").is_err());
+        assert!(Image::parse("name = 'x'\ncmd = []").is_err());
+        assert!(Image::parse("name = 'x'\ncmd = ['a']\nexpose = ['abc']").is_err());
+        assert!(Image::parse("name = 'x'\ncmd = ['a']\nfiles = [{ path = 'rel' , source = 'webapp.py'}]").is_err());
+        assert!(Image::parse("name = 'x'\ncmd = ['a']\nbogus = 1").is_err());
+    }
+}

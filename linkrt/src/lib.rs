@@ -1,0 +1,20 @@
+//! linkrt: Docker's legacy links and port publishing, with an eBPF datapath.
+//!
+//! The library returns data and never prints; the `linkrt` binary formats it.
+pub mod bpf;
+pub mod config;
+pub mod container;
+pub mod error;
+pub mod exec;
+pub mod format;
+pub mod image;
+pub mod init;
+pub mod links;
+pub mod names;
+pub mod network;
+pub mod ports;
+pub mod state;
+pub mod supervise;
+
+pub use config::Config;
+pub use error::{Error, Result};

@@ -1,0 +1,47 @@
+//! The `linkrt` binary: parse, dispatch to `commands/`, map errors to Docker's exit codes.
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use linkrt::Config;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 125 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let mut cfg = Config::from_env();
+    if let Some(r) = &cli.root {
+        cfg.root = r.clone();
+    }
+    if let Some(r) = &cli.run_root {
+        cfg.run_root = r.clone();
+    }
+    if let Some(b) = &cli.bpffs {
+        cfg.bpffs = b.clone();
+    }
+    let is_run = matches!(cli.cmd, Command::Run(_) | Command::Create(_) | Command::Start(_));
+    let needs_root = !matches!(cli.cmd, Command::Image { .. } | Command::Images);
+    if needs_root && !nix::unistd::geteuid().is_root() {
+        eprintln!("linkrt: {}", linkrt::Error::NotRoot);
+        return ExitCode::from(125);
+    }
+    match commands::dispatch(cli.cmd, &cfg) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(commands::Failure { code, msg }) => {
+            if is_run {
+                eprintln!("linkrt: {msg}");
+            } else {
+                eprintln!("Error: {msg}");
+            }
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! Port specs: Docker's `-p`/`--expose` grammar (go-connections `nat.ParsePortSpec`), the
+//! host port allocator, and the formats of `docker port` and `docker ps`.
+use std::{collections::BTreeSet, fmt, net::IpAddr, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
+        }
+    }
+
+    /// IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Sctp => 132,
+        }
+    }
+}
+
+impl FromStr for Proto {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            "sctp" => Ok(Proto::Sctp),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A container port, `5000/tcp`. Ordered by number, then protocol (tcp < udp < sctp).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PortKey {
+    pub port: u16,
+    pub proto: Proto,
+}
+
+impl fmt::Display for PortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.proto.as_str())
+    }
+}
+
+/// One requested publication of one container port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBinding {
+    pub container: PortKey,
+    /// Host IP as given (`""` = all addresses).
+    pub host_ip: String,
+    /// Host port range to allocate from; `0..=0` = an ephemeral port.
+    pub host_start: u16,
+    pub host_end: u16,
+}
+
+/// An allocated publication: what the datapath implements.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Mapping {
+    pub container: PortKey,
+    /// `0.0.0.0`, `::` or a specific address.
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+impl Mapping {
+    /// `0.0.0.0:32768` (IPv6 in brackets).
+    pub fn host_addr(&self) -> String {
+        if self.host_ip.contains(':') {
+            format!("[{}]:{}", self.host_ip, self.host_port)
+        } else {
+            format!("{}:{}", self.host_ip, self.host_port)
+        }
+    }
+}
+
+/// go-connections `ParsePortRange`: `N` or `N-M`, each a u16, M ≥ N.
+fn parse_range(s: &str) -> Option<(u16, u16)> {
+    if s.is_empty() {
+        return None;
+    }
+    match s.split_once('-') {
+        None => {
+            let p = parse_u16(s)?;
+            Some((p, p))
+        }
+        Some((a, b)) => {
+            let b = b.split('-').next().unwrap_or(b);
+            let (a, b) = (parse_u16(a)?, parse_u16(b)?);
+            (b >= a).then_some((a, b))
+        }
+    }
+}
+
+fn parse_u16(s: &str) -> Option<u16> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// go-connections `SplitProtoPort`.
+fn split_proto(raw: &str) -> (&str, &str) {
+    let mut parts = raw.split('/');
+    let port = parts.next().unwrap_or("");
+    if raw.is_empty() || port.is_empty() {
+        return ("", "");
+    }
+    match parts.next() {
+        None | Some("") => ("tcp", port),
+        Some(p) => (p, port),
+    }
+}
+
+/// Parses one `-p` value into one binding per container port.
+pub fn parse_publish(raw: &str) -> Result<Vec<PortBinding>> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let n = parts.len();
+    let container_raw = parts[n - 1];
+    let (ip, host) = match n {
+        1 => (String::new(), ""),
+        2 => (String::new(), parts[0]),
+        3 => (parts[0].to_string(), parts[1]),
+        _ => (parts[..n - 2].join(":"), parts[n - 2]),
+    };
+    let (proto, container) = split_proto(container_raw);
+    let mut ip = ip;
+    if ip.starts_with('[') {
+        match ip.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            Some(inner) if !inner.contains(['[', ']']) => ip = inner.to_string(),
+            _ => return Err(Error::user(format!("Invalid ip address {ip}: address {ip}:: missing port in address"))),
+        }
+    }
+    if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
+        return Err(Error::user(format!("Invalid ip address: {ip}")));
+    }
+    if container.is_empty() {
+        return Err(Error::user(format!("No port specified: {raw}<empty>")));
+    }
+    let (cstart, cend) = parse_range(container).ok_or_else(|| Error::user(format!("Invalid containerPort: {container}")))?;
+    let (hstart, hend) = if host.is_empty() {
+        (0, 0)
+    } else {
+        parse_range(host).ok_or_else(|| Error::user(format!("Invalid hostPort: {host}")))?
+    };
+    if !host.is_empty() && (cend - cstart) != (hend - hstart) && cend != cstart {
+        return Err(Error::user(format!(
+            "Invalid ranges specified for container and host Ports: {container} and {host}"
+        )));
+    }
+    let proto: Proto = proto.parse().map_err(|_| Error::user(format!("Invalid proto: {proto}")))?;
+    let mut out = Vec::new();
+    for i in 0..=(cend - cstart) {
+        let container = PortKey { port: cstart + i, proto };
+        let (s, e) = if host.is_empty() {
+            (0, 0)
+        } else if cstart == cend {
+            (hstart, hend)
+        } else {
+            (hstart + i, hstart + i)
+        };
+        out.push(PortBinding { container, host_ip: ip.clone(), host_start: s, host_end: e });
+    }
+    Ok(out)
+}
+
+/// Parses an `--expose` value: `PORT[-END][/proto]`.
+pub fn parse_expose(raw: &str) -> Result<Vec<PortKey>> {
+    if raw.contains(':') {
+        return Err(Error::user(format!("invalid port format for --expose: {raw}")));
+    }
+    let (proto, port) = split_proto(raw);
+    let (s, e) = parse_range(port).ok_or_else(|| Error::user(format!("invalid range format for --expose: {raw}, error: Invalid range specified for the Port: {port}")))?;
+    let proto: Proto = proto.parse().map_err(|_| Error::user(format!("Invalid proto: {proto}")))?;
+    Ok((s..=e).map(|port| PortKey { port, proto }).collect())
+}
+
+/// `docker port` lines: `5000/tcp -> 0.0.0.0:32768`, sorted by container port.
+pub fn port_lines(maps: &[Mapping]) -> Vec<String> {
+    let mut m = maps.to_vec();
+    m.sort_by(|a, b| a.container.cmp(&b.container).then(a.host_ip.cmp(&b.host_ip)).then(a.host_port.cmp(&b.host_port)));
+    m.iter().map(|x| format!("{} -> {}", x.container, x.host_addr())).collect()
+}
+
+/// The PORTS column of `docker ps` (Docker's `DisplayablePorts`): consecutive ports with the same
+/// host IP and protocol whose host and container ports move together are collapsed into ranges;
+/// exposed ports without a publication are listed as `6379/tcp`.
+pub fn ps_ports(exposed: &[PortKey], maps: &[Mapping]) -> String {
+    #[derive(PartialEq)]
+    struct Group {
+        ip: String,
+        proto: Proto,
+        host_first: Option<u16>,
+        first: u16,
+        last: u16,
+    }
+    let mut items: Vec<(String, Proto, Option<u16>, u16)> = Vec::new();
+    let published: BTreeSet<PortKey> = maps.iter().map(|m| m.container).collect();
+    for m in maps {
+        items.push((m.host_ip.clone(), m.container.proto, Some(m.host_port), m.container.port));
+    }
+    for e in exposed {
+        if !published.contains(e) {
+            items.push((String::new(), e.proto, None, e.port));
+        }
+    }
+    // Docker sorts by host IP, then protocol name, then ports.
+    items.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.as_str().cmp(b.1.as_str())).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
+    let mut groups: Vec<Group> = Vec::new();
+    for (ip, proto, host, port) in items {
+        if let Some(g) = groups.last_mut() {
+            let offset = port.wrapping_sub(g.first);
+            let contiguous = g.ip == ip && g.proto == proto && port == g.last.wrapping_add(1);
+            let host_ok = match (g.host_first, host) {
+                (Some(hf), Some(h)) => h == hf.wrapping_add(offset) && hf == g.first,
+                (None, None) => true,
+                _ => false,
+            };
+            if contiguous && host_ok {
+                g.last = port;
+                continue;
+            }
+        }
+        groups.push(Group { ip, proto, host_first: host, first: port, last: port });
+    }
+    let range = |a: u16, b: u16| if a == b { a.to_string() } else { format!("{a}-{b}") };
+    groups
+        .iter()
+        .map(|g| {
+            let c = format!("{}/{}", range(g.first, g.last), g.proto.as_str());
+            match g.host_first {
+                None => c,
+                Some(h) => {
+                    let ip = if g.ip.contains(':') { format!("[{}]", g.ip) } else { g.ip.clone() };
+                    format!("{ip}:{}->{c}", range(h, h + (g.last - g.first)))
+                }
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(s: &str) -> String {
+        parse_publish(s).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn docker_error_texts() {
+        assert_eq!(err("abc"), "Invalid containerPort: abc");
+        assert_eq!(err("70000:80"), "Invalid hostPort: 70000");
+        assert_eq!(err("1-5:1-3"), "Invalid ranges specified for container and host Ports: 1-3 and 1-5");
+        assert_eq!(err("80:"), "No port specified: 80:<empty>");
+        assert_eq!(err("1.2.3:80:80"), "Invalid ip address: 1.2.3");
+        assert_eq!(err("80/xyz"), "Invalid proto: xyz");
+        assert_eq!(err("5-3"), "Invalid containerPort: 5-3");
+    }
+
+    #[test]
+    fn forms() {
+        let b = parse_publish("127.0.0.1:80:5000").unwrap();
+        assert_eq!(b, vec![PortBinding { container: PortKey { port: 5000, proto: Proto::Tcp }, host_ip: "127.0.0.1".into(), host_start: 80, host_end: 80 }]);
+        let b = parse_publish("127.0.0.1::5000/udp").unwrap();
+        assert_eq!((b[0].host_start, b[0].container.proto), (0, Proto::Udp));
+        let b = parse_publish("8000-9000:5000").unwrap();
+        assert_eq!((b.len(), b[0].host_start, b[0].host_end), (1, 8000, 9000));
+        let b = parse_publish("7000-7002:5000-5002/sctp").unwrap();
+        assert_eq!(b.iter().map(|x| (x.host_start, x.container.port)).collect::<Vec<_>>(), vec![(7000, 5000), (7001, 5001), (7002, 5002)]);
+        let b = parse_publish("[::1]:80:80").unwrap();
+        assert_eq!(b[0].host_ip, "::1");
+        let b = parse_publish("5000/TCP").unwrap();
+        assert_eq!(b[0].container.proto, Proto::Tcp);
+    }
+
+    #[test]
+    fn ps_column() {
+        let tcp = |port| PortKey { port, proto: Proto::Tcp };
+        let m = |h, c| Mapping { container: tcp(c), host_ip: "0.0.0.0".into(), host_port: h };
+        assert_eq!(ps_ports(&[tcp(6379)], &[]), "6379/tcp");
+        assert_eq!(ps_ports(&[tcp(5000)], &[m(80, 5000)]), "0.0.0.0:80->5000/tcp");
+        assert_eq!(ps_ports(&[], &[m(5000, 5000), m(5001, 5001), m(5002, 5002)]), "0.0.0.0:5000-5002->5000-5002/tcp");
+        assert_eq!(ps_ports(&[], &[m(8000, 5000), m(8005, 5001)]), "0.0.0.0:8000->5000/tcp, 0.0.0.0:8005->5001/tcp");
+        assert_eq!(port_lines(&[m(32769, 5001), m(32768, 5000)]), vec!["5000/tcp -> 0.0.0.0:32768", "5001/tcp -> 0.0.0.0:32769"]);
+    }
+}
+
+/// The ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, Docker's default 32768-60999).
+pub fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(a, b)| a <= b)
+        .unwrap_or((32768, 60999))
+}
+
+fn ips_overlap(a: &str, b: &str) -> bool {
+    a == b || matches!(a, "0.0.0.0" | "::") || matches!(b, "0.0.0.0" | "::")
+}
+
+/// Allocates host ports for a container's bindings, given the mappings in use.
+///
+/// `last` holds the last ephemeral port handed out per protocol (Docker allocates round-robin
+/// through the ephemeral range); `host_free(ip, port, proto)` says whether a host process
+/// holds the port.
+pub fn allocate(
+    bindings: &[PortBinding],
+    in_use: &[Mapping],
+    last: &mut std::collections::BTreeMap<String, u16>,
+    range: (u16, u16),
+    host_free: &dyn Fn(&str, u16, Proto) -> bool,
+) -> Result<Vec<Mapping>> {
+    let mut taken: Vec<Mapping> = in_use.to_vec();
+    let mut out = Vec::new();
+    for b in bindings {
+        let ip = if b.host_ip.is_empty() { "0.0.0.0".to_string() } else { b.host_ip.clone() };
+        let proto = b.container.proto;
+        let busy = |port: u16, taken: &[Mapping]| {
+            taken.iter().any(|m| m.container.proto == proto && m.host_port == port && ips_overlap(&m.host_ip, &ip))
+        };
+        let port = if b.host_start != 0 && b.host_start == b.host_end {
+            let p = b.host_start;
+            let shown = if ip.contains(':') { format!("[{ip}]:{p}") } else { format!("{ip}:{p}") };
+            if busy(p, &taken) {
+                return Err(Error::user(format!("Bind for {shown} failed: port is already allocated")));
+            }
+            if !host_free(&ip, p, proto) {
+                return Err(Error::user(format!(
+                    "failed to bind host port for {shown}:{}/{}: address already in use",
+                    b.container.port,
+                    proto.as_str()
+                )));
+            }
+            p
+        } else {
+            let (lo, hi) = if b.host_start == 0 { range } else { (b.host_start, b.host_end) };
+            let key = format!("{}/{}", ip, proto.as_str());
+            let n = (hi - lo) as u32 + 1;
+            // Round-robin from after the last port handed out in this range.
+            let start = match last.get(&key) {
+                Some(&l) if b.host_start == 0 && l >= lo && l < hi => l + 1,
+                _ => lo,
+            };
+            let found = (0..n)
+                .map(|i| lo + (((start - lo) as u32 + i) % n) as u16)
+                .find(|&p| !busy(p, &taken) && host_free(&ip, p, proto));
+            match found {
+                Some(p) => {
+                    if b.host_start == 0 {
+                        last.insert(key, p);
+                    }
+                    p
+                }
+                None => {
+                    return Err(Error::user(format!(
+                        "Bind for {ip}:{}-{} failed: port is already allocated",
+                        lo, hi
+                    )));
+                }
+            }
+        };
+        let m = Mapping { container: b.container, host_ip: ip.clone(), host_port: port };
+        taken.push(m.clone());
+        out.push(m);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod alloc_tests {
+    use super::*;
+
+    fn alloc(spec: &str, in_use: &[Mapping], last: &mut std::collections::BTreeMap<String, u16>) -> Result<Vec<Mapping>> {
+        allocate(&parse_publish(spec).unwrap(), in_use, last, (32768, 60999), &|_, p, _| p != 9999)
+    }
+
+    #[test]
+    fn allocation_rules() {
+        let mut last = Default::default();
+        let a = alloc("8000-9000:5000", &[], &mut last).unwrap();
+        assert_eq!(a[0].host_port, 8000);
+        let b = alloc("8000-9000:5000", &a, &mut last).unwrap();
+        assert_eq!(b[0].host_port, 8001);
+        let e1 = alloc("5000", &[], &mut last).unwrap();
+        let e2 = alloc("5000", &[], &mut last).unwrap();
+        assert_eq!((e1[0].host_port, e2[0].host_port), (32768, 32769));
+        let f = alloc("8088:80", &[], &mut last).unwrap();
+        assert_eq!(alloc("8088:80", &f, &mut last).unwrap_err().to_string(), "Bind for 0.0.0.0:8088 failed: port is already allocated");
+        // Another address, or another protocol, does not conflict with a specific IP.
+        let l = alloc("127.0.0.1:7000:80", &[], &mut last).unwrap();
+        assert!(alloc("127.0.0.2:7000:80", &l, &mut last).is_ok());
+        assert!(alloc("7000:80/udp", &l, &mut last).is_ok());
+        assert!(alloc("7000:80", &l, &mut last).is_err());
+        assert!(alloc("9999:80", &[], &mut last).unwrap_err().to_string().contains("address already in use"));
+    }
+}

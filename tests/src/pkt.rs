@@ -1,0 +1,91 @@
+//! A small builder of Ethernet/IPv4/TCP/UDP frames with correct checksums.
+use std::net::Ipv4Addr;
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_SCTP: u8 = 132;
+
+/// One's complement sum folded to 16 bits.
+pub fn csum_fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+pub fn csum_add(data: &[u8], mut sum: u32) -> u32 {
+    for ch in data.chunks(2) {
+        let w = if ch.len() == 2 { u16::from_be_bytes([ch[0], ch[1]]) } else { u16::from_be_bytes([ch[0], 0]) };
+        sum += w as u32;
+    }
+    sum
+}
+
+pub fn ipv4_header(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload_len: usize) -> Vec<u8> {
+    let total = 20 + payload_len;
+    let mut h = vec![0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0];
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    let c = csum_fold(csum_add(&h, 0));
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h
+}
+
+fn pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
+    let mut p = Vec::with_capacity(12);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&[0, proto, (len >> 8) as u8, len as u8]);
+    csum_add(&p, 0)
+}
+
+/// Builds a TCP segment (flags SYN unless `flags` says otherwise) with a valid checksum.
+pub fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(20 + payload.len());
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&1000u32.to_be_bytes());
+    t.extend_from_slice(&0u32.to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    let c = csum_fold(csum_add(&t, pseudo_sum(src, dst, PROTO_TCP, t.len())));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    frame(src, dst, PROTO_TCP, &t)
+}
+
+/// Builds a UDP datagram with a valid checksum.
+pub fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut u = Vec::with_capacity(len);
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&(len as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let mut c = csum_fold(csum_add(&u, pseudo_sum(src, dst, PROTO_UDP, len)));
+    if c == 0 {
+        c = 0xffff;
+    }
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    frame(src, dst, PROTO_UDP, &u)
+}
+
+/// Wraps an L4 payload into IPv4 and Ethernet (fixed test MACs).
+pub fn frame(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00];
+    f.extend_from_slice(&ipv4_header(src, dst, proto, l4.len()));
+    f.extend_from_slice(l4);
+    f
+}
+
+/// Checks the IPv4 header checksum and the TCP/UDP checksum of a frame built by this module.
+pub fn checksums_ok(f: &[u8]) -> bool {
+    let ip = &f[14..34];
+    if csum_fold(csum_add(ip, 0)) != 0 {
+        return false;
+    }
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let l4 = &f[34..];
+    csum_fold(csum_add(l4, pseudo_sum(src, dst, ip[9], l4.len()))) == 0
+}

@@ -1,0 +1,112 @@
+//! Developer entry points: `cargo xtask setup|build|run|test|bench`.
+mod build;
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "linkrt developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the toolchain and test tools (apt packages, bpf-linker). Idempotent.
+    Setup,
+    /// Build the eBPF object (Debian rustc + bpf-linker) and the userspace binaries.
+    Build {
+        /// Build userspace in release mode.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build, and run `linkrt ARGS` as root; with no ARGS, run the demo.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run every test (unit, BPF_PROG_TEST_RUN, netns end to end).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Setup => setup::setup().map(|_| ExitCode::SUCCESS),
+        Cmd::Build { release } => build::build_all(release).map(|_| ExitCode::SUCCESS),
+        Cmd::Run { args } => {
+            setup::setup()?;
+            build::build_all(false)?;
+            let bin = build::workspace_root().join("target/debug/linkrt");
+            if args.is_empty() {
+                return demo(&bin);
+            }
+            status(as_root(&bin.to_string_lossy(), &args))
+        }
+        Cmd::Test { args } => {
+            setup::setup()?;
+            build::build_all(false)?;
+            let root = build::workspace_root();
+            let bin = root.join("target/debug/linkrt");
+            let mut cmd = as_root("cargo", &["test".into(), "--workspace".into()]);
+            cmd.args(&args).env("LINKRT_BIN", &bin).current_dir(&root);
+            status(cmd)
+        }
+    }
+}
+
+/// Runs the seed scenario as a demo script in a private network namespace.
+fn demo(bin: &std::path::Path) -> Result<ExitCode> {
+    let script = build::workspace_root().join("xtask/demo.sh");
+    let mut cmd = as_root("bash", &[script.to_string_lossy().into_owned()]);
+    cmd.env("LINKRT_BIN", bin);
+    status(cmd)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// A command run as root: directly when we are root, through `sudo -E` otherwise.
+fn as_root(prog: &str, args: &[String]) -> Command {
+    if is_root() {
+        let mut c = Command::new(prog);
+        c.args(args);
+        c
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg("env").arg(format!("PATH={}", std::env::var("PATH").unwrap_or_default())).arg(prog).args(args);
+        c
+    }
+}
+
+fn status(mut cmd: Command) -> Result<ExitCode> {
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    match st.code() {
+        Some(c) => Ok(ExitCode::from(c as u8)),
+        None => bail!("{cmd:?} was killed by a signal"),
+    }
+}
