@@ -11,6 +11,8 @@ class Handler(socketserver.BaseRequestHandler):
 
 
 if __name__ == "__main__":
+    import signal, sys
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop quickly on `linkrt stop`
     print("LOG:  database system is ready to accept connections", flush=True)
     socketserver.ThreadingTCPServer.allow_reuse_address = True
     socketserver.ThreadingTCPServer(("0.0.0.0", 5432), Handler).serve_forever()

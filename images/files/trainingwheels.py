@@ -36,5 +36,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    import signal, sys
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop quickly on `linkrt stop`
     print(" * Running on http://0.0.0.0:5000/", flush=True)
     ThreadingHTTPServer(("0.0.0.0", 5000), Handler).serve_forever()

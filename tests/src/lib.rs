@@ -162,3 +162,150 @@ impl Default for TestConfig {
         Self::new()
     }
 }
+
+/// The linkrt binary under test (`LINKRT_BIN`, set by `cargo xtask test`).
+pub fn linkrt_bin() -> PathBuf {
+    std::env::var_os("LINKRT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/linkrt"))
+}
+
+/// The output of one linkrt call.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Panics unless the command succeeded; returns stdout.
+    pub fn ok(self) -> String {
+        assert_eq!(self.code, 0, "command failed: {self:?}");
+        self.stdout
+    }
+}
+
+/// A private "host": its own network namespace, state dirs and bpffs, where linkrt runs like
+/// on a real machine. Everything is removed on drop, containers included.
+pub struct Host {
+    pub ns: NetNs,
+    pub t: TestConfig,
+}
+
+impl Host {
+    pub fn new() -> Self {
+        require_root();
+        let bin = linkrt_bin();
+        assert!(bin.exists(), "{} missing: run `cargo xtask test`", bin.display());
+        Host { ns: NetNs::new("lrt-host"), t: TestConfig::new() }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.ns.path().display()))
+            .arg(linkrt_bin())
+            .args(args)
+            .env("LINKRT_ROOT", &self.t.cfg.root)
+            .env("LINKRT_RUN_ROOT", &self.t.cfg.run_root)
+            .env("LINKRT_BPFFS", &self.t.cfg.bpffs)
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// Runs `linkrt ARGS` in this host (with a 120 s guard).
+    pub fn linkrt(&self, args: &[&str]) -> Out {
+        let mut c = self.command(args);
+        let o = run_with_timeout(&mut c, std::time::Duration::from_secs(120));
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// `linkrt ARGS`, which must succeed; returns trimmed stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.linkrt(args).ok().trim_end().to_string()
+    }
+
+    /// Runs a host command (curl, ip, ...) inside this host's network namespace.
+    pub fn sh(&self, cmd: &[&str]) -> Output {
+        self.ns.try_exec(cmd)
+    }
+
+    /// Interfaces in this host's namespace.
+    pub fn links(&self) -> String {
+        String::from_utf8_lossy(&self.ns.exec(&["ip", "-o", "link"]).stdout).into_owned()
+    }
+
+    /// `inspect -f TEMPLATE NAME`.
+    pub fn inspect(&self, name: &str, tmpl: &str) -> String {
+        self.ok(&["inspect", "-f", tmpl, name])
+    }
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let ids = self.command(&["ps", "-aq", "--no-trunc"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        for id in ids.split_whitespace() {
+            let _ = self.command(&["rm", "-f", id]).output();
+        }
+        let overlay = self.t.cfg.run_root.join("overlay");
+        let _ = nix::mount::umount2(&overlay, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Runs a command, killing it after `limit`.
+pub fn run_with_timeout(c: &mut Command, limit: std::time::Duration) -> Output {
+    use std::io::Read;
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {c:?}: {e}"));
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let to = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let te = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{c:?} timed out after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Output { status, stdout: to.join().unwrap(), stderr: te.join().unwrap() }
+}
+
+/// Retries `f` for up to `secs` seconds until it returns Some.
+pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed().as_secs() >= secs {
+            panic!("condition not met within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
