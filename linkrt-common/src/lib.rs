@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod maps;
+pub mod nat;
 pub mod stats;
 
 pub use stats::*;

@@ -14,18 +14,30 @@ pub enum Counter {
     NonIpv4 = 3,
     /// Frames too short for the headers they announce, or with an invalid IPv4 header length.
     Malformed = 4,
+    /// Packets to a published port rewritten to their container (DNAT).
+    Dnat = 5,
+    /// Replies rewritten back to the published address.
+    ReverseNat = 6,
+    /// IPv4 fragments other than the first (no L4 header; passed unchanged).
+    Fragment = 7,
+    /// Packets seen on host uplinks.
+    Uplink = 8,
 }
 
 /// Number of slots in the `STATS` map.
 pub const STATS_LEN: u32 = 64;
 
 impl Counter {
-    pub const ALL: [Counter; 5] = [
+    pub const ALL: [Counter; 9] = [
         Counter::FromContainer,
         Counter::ToContainer,
         Counter::Ipv4,
         Counter::NonIpv4,
         Counter::Malformed,
+        Counter::Dnat,
+        Counter::ReverseNat,
+        Counter::Fragment,
+        Counter::Uplink,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -35,6 +47,10 @@ impl Counter {
             Counter::Ipv4 => "ipv4",
             Counter::NonIpv4 => "non_ipv4",
             Counter::Malformed => "malformed",
+            Counter::Dnat => "dnat",
+            Counter::ReverseNat => "reverse_nat",
+            Counter::Fragment => "fragment",
+            Counter::Uplink => "uplink",
         }
     }
 }

@@ -1,22 +1,46 @@
-//! TC programs attached to the host side of every container veth.
+//! TC programs of the linkrt datapath.
 //!
-//! `lrt_from_container` runs on the veth's ingress (packets the container sends),
-//! `lrt_to_container` on its egress (packets delivered to the container).
+//! - `lrt_uplink_in` (ingress of the host's other interfaces): DNAT of published ports.
+//! - `lrt_uplink_out` (egress of those interfaces): replies un-NATed back to the published address.
+//! - `lrt_from_container` (ingress of a container veth's host side = what the container sends):
+//!   DNAT of published ports for container clients (hairpin).
+//! - `lrt_to_container` (egress of the veth = what the container receives): hairpin replies
+//!   un-NATed.
+//!
+//! Replies are un-NATed after routing (on egress), never before: a reply whose source became
+//! a host address would otherwise be dropped as martian by the host's routing.
+//! Conntrack is the datapath's own: `CT` (LRU) holds, for each NATed flow, the reply tuple
+//! (container → client) and the address the client originally used.
 
 use aya_ebpf::{
-    bindings::TC_ACT_OK,
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK},
     macros::{classifier, map},
-    maps::PerCpuArray,
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::TcContext,
 };
-use linkrt_common::{Counter, STATS_LEN};
+use linkrt_common::{
+    Counter, STATS_LEN,
+    nat::{Backend, CT_MAX, CtKey, CtVal, LOCAL_ADDRS_MAX, PORTMAP_MAX, PortKey},
+};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const IPV4_MIN_HLEN: usize = 20;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_SCTP: u8 = 132;
 
 #[map(name = "LRT_STATS_V1")]
 static STATS: PerCpuArray<u64> = PerCpuArray::pinned(STATS_LEN, 0);
+
+#[map(name = "LRT_PORTMAP_V1")]
+static PORTMAP: HashMap<PortKey, Backend> = HashMap::pinned(PORTMAP_MAX, 0);
+
+#[map(name = "LRT_CT_V1")]
+static CT: LruHashMap<CtKey, CtVal> = LruHashMap::pinned(CT_MAX, 0);
+
+#[map(name = "LRT_LOCAL_ADDRS_V1")]
+static LOCAL_ADDRS: HashMap<u32, u32> = HashMap::pinned(LOCAL_ADDRS_MAX, 0);
 
 #[inline(always)]
 fn count(c: Counter) {
@@ -26,47 +50,176 @@ fn count(c: Counter) {
     }
 }
 
-/// Classifies the frame and bumps the protocol counters. Never drops on its own.
+/// The parsed headers of an IPv4 TCP/UDP/SCTP packet. Addresses and ports in network order.
+struct Pkt {
+    l4: usize,
+    proto: u8,
+    saddr: u32,
+    daddr: u32,
+    sport: u16,
+    dport: u16,
+}
+
+/// Parses the frame; `None` for anything the NAT does not handle (counted by kind).
 #[inline(always)]
-fn account(ctx: &TcContext) -> i32 {
+fn parse(ctx: &TcContext) -> Option<Pkt> {
     let len = ctx.len() as usize;
-    if len < ETH_HLEN {
-        count(Counter::Malformed);
-        return TC_ACT_OK as i32;
-    }
     let proto = match ctx.load::<u16>(12) {
-        Ok(p) => u16::from_be(p),
-        Err(_) => {
+        Ok(p) if len >= ETH_HLEN => u16::from_be(p),
+        _ => {
             count(Counter::Malformed);
-            return TC_ACT_OK as i32;
+            return None;
         }
     };
     if proto != ETH_P_IP {
         count(Counter::NonIpv4);
-        return TC_ACT_OK as i32;
+        return None;
     }
-    let ihl = match ctx.load::<u8>(ETH_HLEN) {
-        Ok(b) => ((b & 0x0f) as usize) * 4,
-        Err(_) => 0,
-    };
-    if ihl < IPV4_MIN_HLEN || len < ETH_HLEN + ihl {
+    let vihl = ctx.load::<u8>(ETH_HLEN).ok()?;
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || len < ETH_HLEN + ihl {
         count(Counter::Malformed);
-        return TC_ACT_OK as i32;
+        return None;
     }
     count(Counter::Ipv4);
+    let frag = u16::from_be(ctx.load::<u16>(ETH_HLEN + 6).ok()?);
+    if frag & 0x1fff != 0 {
+        count(Counter::Fragment);
+        return None;
+    }
+    let l4proto = ctx.load::<u8>(ETH_HLEN + 9).ok()?;
+    if l4proto != IPPROTO_TCP && l4proto != IPPROTO_UDP && l4proto != IPPROTO_SCTP {
+        return None;
+    }
+    let l4 = ETH_HLEN + ihl;
+    let need = match l4proto {
+        IPPROTO_TCP => 18,
+        IPPROTO_UDP => 8,
+        _ => 12,
+    };
+    if len < l4 + need {
+        count(Counter::Malformed);
+        return None;
+    }
+    Some(Pkt {
+        l4,
+        proto: l4proto,
+        saddr: ctx.load::<u32>(ETH_HLEN + 12).ok()?,
+        daddr: ctx.load::<u32>(ETH_HLEN + 16).ok()?,
+        sport: ctx.load::<u16>(l4).ok()?,
+        dport: ctx.load::<u16>(l4 + 2).ok()?,
+    })
+}
+
+/// The backend of a published host endpoint, if `p` is addressed to one.
+#[inline(always)]
+fn lookup_backend(p: &Pkt) -> Option<Backend> {
+    let exact = PortKey { ip: p.daddr, port: p.dport, proto: p.proto, _pad: 0 };
+    // SAFETY: values are plain data copied out at once.
+    if let Some(b) = unsafe { PORTMAP.get(&exact) } {
+        return Some(*b);
+    }
+    // 0.0.0.0 mappings apply only to the host's own addresses (not to routed traffic).
+    unsafe { LOCAL_ADDRS.get(&p.daddr) }?;
+    let any = PortKey { ip: 0, port: p.dport, proto: p.proto, _pad: 0 };
+    unsafe { PORTMAP.get(&any) }.copied()
+}
+
+/// Offset of the L4 checksum, or None when it does not cover addresses/ports (SCTP's CRC32c
+/// covers ports only; linkrt refuses SCTP port translation, so SCTP needs no update).
+#[inline(always)]
+fn l4_csum(p: &Pkt) -> Option<(usize, u64)> {
+    match p.proto {
+        IPPROTO_TCP => Some((p.l4 + 16, 0)),
+        IPPROTO_UDP => Some((p.l4 + 6, BPF_F_MARK_MANGLED_0 as u64)),
+        _ => None,
+    }
+}
+
+/// Rewrites one address (`addr_off`) and one port (`port_off`), fixing the checksums.
+#[inline(always)]
+fn rewrite(ctx: &mut TcContext, p: &Pkt, addr_off: usize, old_ip: u32, new_ip: u32, port_off: usize, old_port: u16, new_port: u16) -> Result<(), i64> {
+    if old_ip != new_ip {
+        ctx.l3_csum_replace(ETH_HLEN + 10, old_ip as u64, new_ip as u64, 4)?;
+        if let Some((off, extra)) = l4_csum(p) {
+            ctx.l4_csum_replace(off, old_ip as u64, new_ip as u64, BPF_F_PSEUDO_HDR as u64 | extra | 4)?;
+        }
+        ctx.store(addr_off, &new_ip, 0)?;
+    }
+    if old_port != new_port {
+        if let Some((off, extra)) = l4_csum(p) {
+            ctx.l4_csum_replace(off, old_port as u64, new_port as u64, extra | 2)?;
+        }
+        ctx.store(port_off, &new_port, 0)?;
+    }
+    Ok(())
+}
+
+/// DNAT to a published port's backend, remembering the flow for the replies.
+#[inline(always)]
+fn dnat(ctx: &mut TcContext, p: &Pkt) -> bool {
+    let Some(b) = lookup_backend(p) else { return false };
+    let key = CtKey { saddr: b.ip, daddr: p.saddr, sport: b.port, dport: p.sport, proto: p.proto, _pad: [0; 3] };
+    let val = CtVal { orig_ip: p.daddr, orig_port: p.dport, _pad: 0 };
+    let _ = CT.insert(&key, &val, 0);
+    if rewrite(ctx, p, ETH_HLEN + 16, p.daddr, b.ip, p.l4 + 2, p.dport, b.port).is_ok() {
+        count(Counter::Dnat);
+        true
+    } else {
+        count(Counter::Malformed);
+        false
+    }
+}
+
+/// Un-NAT of a reply of a published flow: its source becomes the published address again.
+#[inline(always)]
+fn reverse_nat(ctx: &mut TcContext, p: &Pkt) -> bool {
+    let key = CtKey { saddr: p.saddr, daddr: p.daddr, sport: p.sport, dport: p.dport, proto: p.proto, _pad: [0; 3] };
+    // SAFETY: copied out at once.
+    let Some(v) = (unsafe { CT.get(&key) }).copied() else { return false };
+    if rewrite(ctx, p, ETH_HLEN + 12, p.saddr, v.orig_ip, p.l4, p.sport, v.orig_port).is_ok() {
+        count(Counter::ReverseNat);
+        true
+    } else {
+        count(Counter::Malformed);
+        false
+    }
+}
+
+#[classifier]
+pub fn lrt_uplink_in(mut ctx: TcContext) -> i32 {
+    count(Counter::Uplink);
+    if let Some(p) = parse(&ctx) {
+        dnat(&mut ctx, &p);
+    }
     TC_ACT_OK as i32
 }
 
 #[classifier]
-pub fn lrt_from_container(ctx: TcContext) -> i32 {
-    count(Counter::FromContainer);
-    account(&ctx)
+pub fn lrt_uplink_out(mut ctx: TcContext) -> i32 {
+    count(Counter::Uplink);
+    if let Some(p) = parse(&ctx) {
+        reverse_nat(&mut ctx, &p);
+    }
+    TC_ACT_OK as i32
 }
 
 #[classifier]
-pub fn lrt_to_container(ctx: TcContext) -> i32 {
+pub fn lrt_from_container(mut ctx: TcContext) -> i32 {
+    count(Counter::FromContainer);
+    if let Some(p) = parse(&ctx) {
+        dnat(&mut ctx, &p);
+    }
+    TC_ACT_OK as i32
+}
+
+#[classifier]
+pub fn lrt_to_container(mut ctx: TcContext) -> i32 {
     count(Counter::ToContainer);
-    account(&ctx)
+    if let Some(p) = parse(&ctx) {
+        reverse_nat(&mut ctx, &p);
+    }
+    TC_ACT_OK as i32
 }
 
 #[panic_handler]

@@ -17,7 +17,10 @@ use aya::{
         tc::TcAttachOptions,
     },
 };
-use linkrt_common::{Counter, maps};
+use linkrt_common::{
+    Counter, maps,
+    nat::{Backend, CtKey, CtVal, PortKey},
+};
 
 use crate::{
     config::Config,
@@ -49,39 +52,52 @@ fn is_bpffs(dir: &Path) -> Result<bool> {
     Ok(st.filesystem_type().0 as i64 == BPF_FS_MAGIC)
 }
 
-/// Direction of a TC attachment on the host side of a container veth.
+/// Direction of a TC attachment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
-    /// veth ingress: packets sent by the container.
-    FromContainer,
-    /// veth egress: packets delivered to the container.
-    ToContainer,
+    Ingress,
+    Egress,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 2] = [Hook::FromContainer, Hook::ToContainer];
-
-    fn program(self) -> &'static str {
-        match self {
-            Hook::FromContainer => maps::PROG_FROM_CONTAINER,
-            Hook::ToContainer => maps::PROG_TO_CONTAINER,
-        }
-    }
+    pub const ALL: [Hook; 2] = [Hook::Ingress, Hook::Egress];
 
     fn attach_type(self) -> TcAttachType {
         match self {
-            Hook::FromContainer => TcAttachType::Ingress,
-            Hook::ToContainer => TcAttachType::Egress,
+            Hook::Ingress => TcAttachType::Ingress,
+            Hook::Egress => TcAttachType::Egress,
         }
     }
 
     fn suffix(self) -> &'static str {
         match self {
-            Hook::FromContainer => "in",
-            Hook::ToContainer => "out",
+            Hook::Ingress => "in",
+            Hook::Egress => "out",
         }
     }
 }
+
+/// What an interface is to the datapath.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The host side of a container's veth.
+    Container,
+    /// Any other interface of the host (where published ports are reached from outside).
+    Uplink,
+}
+
+impl Role {
+    fn program(self, hook: Hook) -> &'static str {
+        match (self, hook) {
+            (Role::Container, Hook::Ingress) => maps::PROG_FROM_CONTAINER,
+            (Role::Container, Hook::Egress) => maps::PROG_TO_CONTAINER,
+            (Role::Uplink, Hook::Ingress) => maps::PROG_UPLINK_IN,
+            (Role::Uplink, Hook::Egress) => maps::PROG_UPLINK_OUT,
+        }
+    }
+}
+
+const PROGRAMS: [&str; 4] = [maps::PROG_FROM_CONTAINER, maps::PROG_TO_CONTAINER, maps::PROG_UPLINK_IN, maps::PROG_UPLINK_OUT];
 
 /// A loaded datapath: programs verified and ready to attach, maps shared through bpffs pins.
 pub struct Datapath {
@@ -98,19 +114,18 @@ impl Datapath {
             fs::create_dir_all(&d).map_err(|e| Error::io("creating", &d, e))?;
         }
         let mut ebpf = EbpfLoader::new().default_map_pin_directory(cfg.maps_dir()).load(obj)?;
-        for hook in Hook::ALL {
-            let name = hook.program();
+        for name in PROGRAMS {
             prog(&mut ebpf, name)?.load().map_err(|source| Error::Program { name, source })?;
         }
         Ok(Datapath { ebpf, cfg: cfg.clone() })
     }
 
-    /// Attaches both programs to `ifname` (in the calling thread's netns) with TCX, pinning the
-    /// links. An existing pinned link is updated in place (atomic program replacement).
-    pub fn attach(&mut self, ifname: &str) -> Result<()> {
+    /// Attaches the programs of `role` to `ifname` (in the calling thread's netns) with TCX,
+    /// pinning the links. An existing pinned link is updated in place (atomic replacement).
+    pub fn attach(&mut self, ifname: &str, role: Role) -> Result<()> {
         for hook in Hook::ALL {
             let pin = link_pin(&self.cfg, ifname, hook);
-            let name = hook.program();
+            let name = role.program(hook);
             let p = prog(&mut self.ebpf, name)?;
             let perr = |source| Error::Program { name, source };
             let id = if pin.exists() {
@@ -180,4 +195,82 @@ pub fn stats(cfg: &Config) -> Result<Vec<(&'static str, u64)>> {
             Ok((c.name(), v.iter().sum()))
         })
         .collect()
+}
+
+fn pinned_hash<K: aya::Pod, V: aya::Pod>(cfg: &Config, name: &'static str) -> Result<aya::maps::HashMap<MapData, K, V>> {
+    let path = cfg.maps_dir().join(name);
+    let data = MapData::from_pin(&path).map_err(|source| Error::Map { name, source })?;
+    let map = match name {
+        maps::CT => Map::LruHashMap(data),
+        _ => Map::HashMap(data),
+    };
+    aya::maps::HashMap::try_from(map).map_err(|source| Error::Map { name, source })
+}
+
+fn ip_be(ip: &str) -> Result<u32> {
+    let a: std::net::Ipv4Addr = ip.parse().map_err(|_| Error::sys(format!("not an IPv4 address: {ip}")))?;
+    Ok(u32::from_ne_bytes(a.octets()))
+}
+
+fn port_key(m: &crate::ports::Mapping) -> Result<PortKey> {
+    let ip = if m.host_ip == "0.0.0.0" { 0 } else { ip_be(&m.host_ip)? };
+    Ok(PortKey { ip, port: m.host_port.to_be(), proto: m.container.proto.number(), _pad: 0 })
+}
+
+/// Publishes `maps` to the container at `ip` (entries in the pinned `PORTMAP`).
+/// IPv6 host addresses are not supported by the datapath yet and are refused.
+pub fn publish(cfg: &Config, mappings: &[crate::ports::Mapping], ip: &str) -> Result<()> {
+    let mut pm = pinned_hash::<PortKey, Backend>(cfg, maps::PORTMAP)?;
+    let backend_ip = ip_be(ip)?;
+    for m in mappings {
+        let key = port_key(m)?;
+        let val = Backend { ip: backend_ip, port: m.container.port.to_be(), _pad: 0 };
+        pm.insert(key, val, 0).map_err(|source| Error::Map { name: maps::PORTMAP, source })?;
+    }
+    Ok(())
+}
+
+/// Removes the mappings of a container and every tracked flow to or from `ip`, so that no
+/// stale flow (UDP in particular) survives the mapping.
+pub fn unpublish(cfg: &Config, mappings: &[crate::ports::Mapping], ip: Option<&str>) -> Result<()> {
+    let mut pm = pinned_hash::<PortKey, Backend>(cfg, maps::PORTMAP)?;
+    for m in mappings {
+        let key = port_key(m)?;
+        match pm.remove(&key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(source) => return Err(Error::Map { name: maps::PORTMAP, source }),
+        }
+    }
+    if let Some(ip) = ip {
+        let ip = ip_be(ip)?;
+        let mut ct = pinned_hash::<CtKey, CtVal>(cfg, maps::CT)?;
+        let stale: Vec<CtKey> = ct.keys().filter_map(|k| k.ok()).filter(|k| k.saddr == ip || k.daddr == ip).collect();
+        for k in stale {
+            let _ = ct.remove(&k);
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the set of the host's own addresses (for 0.0.0.0 mappings).
+pub fn set_local_addrs(cfg: &Config, addrs: &[std::net::Ipv4Addr]) -> Result<()> {
+    let mut la = pinned_hash::<u32, u32>(cfg, maps::LOCAL_ADDRS)?;
+    let want: Vec<u32> = addrs.iter().map(|a| u32::from_ne_bytes(a.octets())).collect();
+    let old: Vec<u32> = la.keys().filter_map(|k| k.ok()).collect();
+    for k in old.iter().filter(|k| !want.contains(k)) {
+        let _ = la.remove(k);
+    }
+    for k in want {
+        la.insert(k, 1, 0).map_err(|source| Error::Map { name: maps::LOCAL_ADDRS, source })?;
+    }
+    Ok(())
+}
+
+/// Number of entries of a pinned hash map (for `linkrt status`).
+pub fn map_len(cfg: &Config, name: &'static str) -> Result<usize> {
+    Ok(match name {
+        maps::CT => pinned_hash::<CtKey, CtVal>(cfg, name)?.keys().count(),
+        maps::PORTMAP => pinned_hash::<PortKey, Backend>(cfg, name)?.keys().count(),
+        _ => pinned_hash::<u32, u32>(cfg, name)?.keys().count(),
+    })
 }

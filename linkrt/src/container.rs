@@ -299,6 +299,17 @@ fn allocate_ports(cfg: &Config, c: &Container, all: &[Container]) -> Result<Vec<
     let mut last: BTreeMap<String, u16> =
         fs::read(&path).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
     let maps = ports::allocate(&bindings, &in_use, &mut last, ports::ephemeral_range(), &host_port_free)?;
+    for m in &maps {
+        if m.container.proto == ports::Proto::Sctp && m.host_port != m.container.port {
+            return Err(Error::user(format!(
+                "SCTP port translation is not supported ({}:{} -> {}): the SCTP checksum (CRC32c) covers the ports; publish SCTP with equal host and container ports, e.g. -p {}:{}/sctp",
+                m.host_ip, m.host_port, m.container, m.container.port, m.container.port
+            )));
+        }
+        if m.host_ip.contains(':') {
+            return Err(Error::user(format!("IPv6 host addresses are not supported by the linkrt datapath yet: {}", m.host_addr())));
+        }
+    }
     state::write_atomic(&path, &serde_json::to_vec(&last).expect("serializable"))?;
     Ok(maps)
 }
@@ -341,7 +352,12 @@ fn prepare_inner(store: &Store, c: &mut Container, all: &[Container]) -> Result<
     c.state.mac = Some(ep.mac.clone());
     c.state.veth = Some(ep.veth.clone());
     let mut dp = bpf::Datapath::load(cfg)?;
-    dp.attach(&ep.veth)?;
+    dp.attach(&ep.veth, bpf::Role::Container)?;
+    for up in network::uplinks()? {
+        dp.attach(&up, bpf::Role::Uplink)?;
+    }
+    bpf::set_local_addrs(cfg, &network::local_addrs()?)?;
+    bpf::publish(cfg, &c.state.ports, &ep.ip.to_string())?;
 
     for l in &c.spec.links {
         if let Some(s) = all.iter().find(|s| s.id == l.source_id) {
@@ -427,6 +443,14 @@ pub fn refresh_recipients(store: &Store, c: &Container) -> Result<()> {
 pub fn teardown_network(store: &Store, c: &Container) -> Result<()> {
     let mut errs = Vec::new();
     let veth = network::veth_name(c.short_id());
+    if !c.state.ports.is_empty() || c.state.ip.is_some() {
+        if let Err(e) = bpf::unpublish(&store.cfg, &c.state.ports, c.state.ip.as_deref()) {
+            // Maps not created yet (the datapath never loaded): nothing to remove.
+            if store.cfg.maps_dir().join(linkrt_common::maps::PORTMAP).exists() {
+                errs.push(e);
+            }
+        }
+    }
     if let Err(e) = bpf::detach(&store.cfg, &veth) {
         errs.push(e);
     }

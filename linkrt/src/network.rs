@@ -189,3 +189,32 @@ mod tests {
         assert_eq!(mac_for(Ipv4Addr::new(172, 17, 0, 2)), "02:42:ac:11:00:02");
     }
 }
+
+/// The host's interfaces where published ports are reached from outside: every interface of
+/// this namespace but loopback, the bridge and the bridge's ports.
+pub fn uplinks() -> Result<Vec<String>> {
+    let out = Command::new("ip").args(["-o", "link", "show"]).output().map_err(|e| Error::io("running", "ip", e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut v = Vec::new();
+    for line in text.lines() {
+        // "3: eth0@if2: <BROADCAST,...> mtu 1500 ... master linkrt0 state UP ..."
+        let mut parts = line.splitn(3, ": ");
+        let (_, Some(name), Some(rest)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let name = name.split('@').next().unwrap_or(name);
+        if name == "lo" || name == BRIDGE || rest.contains(&format!("master {BRIDGE} ")) {
+            continue;
+        }
+        v.push(name.to_string());
+    }
+    Ok(v)
+}
+
+/// The IPv4 addresses of this namespace.
+pub fn local_addrs() -> Result<Vec<Ipv4Addr>> {
+    let out = Command::new("ip").args(["-o", "-4", "addr", "show"]).output().map_err(|e| Error::io("running", "ip", e))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .collect())
+}

@@ -89,3 +89,49 @@ pub fn checksums_ok(f: &[u8]) -> bool {
     let l4 = &f[34..];
     csum_fold(csum_add(l4, pseudo_sum(src, dst, ip[9], l4.len()))) == 0
 }
+
+/// Builds an SCTP packet (common header + one chunk) with a CRC32c checksum.
+pub fn sctp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    let mut s = Vec::new();
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&0x11223344u32.to_be_bytes());
+    s.extend_from_slice(&[0, 0, 0, 0]);
+    // An INIT chunk header with a 4-byte body.
+    s.extend_from_slice(&[1, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef]);
+    let c = crc32c(&s);
+    s[8..12].copy_from_slice(&c.to_le_bytes());
+    frame(src, dst, PROTO_SCTP, &s)
+}
+
+/// CRC32c (Castagnoli), as SCTP uses it.
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// Whether the SCTP checksum of a frame built by [`sctp`] is valid.
+pub fn sctp_ok(f: &[u8]) -> bool {
+    let mut s = f[34..].to_vec();
+    let got = u32::from_le_bytes([s[8], s[9], s[10], s[11]]);
+    s[8..12].copy_from_slice(&[0; 4]);
+    crc32c(&s) == got && csum_fold(csum_add(&f[14..34], 0)) == 0
+}
+
+/// Addresses and ports of a frame: (src, sport, dst, dport).
+pub fn endpoints(f: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+    let ip = &f[14..34];
+    let l4 = &f[34..];
+    (
+        Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        u16::from_be_bytes([l4[0], l4[1]]),
+        Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        u16::from_be_bytes([l4[2], l4[3]]),
+    )
+}

@@ -6,7 +6,11 @@ use aya::{
     maps::PerCpuArray,
     programs::{SchedClassifier, TestRun, TestRunOptions},
 };
-use linkrt_common::{Counter, maps};
+use aya::maps::HashMap;
+use linkrt_common::{
+    Counter, maps,
+    nat::{Backend, CtKey, CtVal, PortKey},
+};
 use linkrt_tests::{BpfFs, pkt, require_root};
 
 const TC_ACT_OK: u32 = 0;
@@ -23,7 +27,7 @@ fn load() -> Loaded {
         .default_map_pin_directory(&fs.dir)
         .load(linkrt::bpf::object().expect("eBPF object built"))
         .expect("load eBPF object");
-    for name in [maps::PROG_FROM_CONTAINER, maps::PROG_TO_CONTAINER] {
+    for name in [maps::PROG_FROM_CONTAINER, maps::PROG_TO_CONTAINER, maps::PROG_UPLINK_IN, maps::PROG_UPLINK_OUT] {
         let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
         p.load().unwrap_or_else(|e| panic!("verifier rejected {name}: {e:?}"));
     }
@@ -80,4 +84,124 @@ fn truncated_ipv4_and_non_ip_frames_are_classified() {
     let (rc, _) = run(&mut l, maps::PROG_FROM_CONTAINER, &arp);
     assert_eq!(rc, TC_ACT_OK);
     assert_eq!(counter(&l, Counter::NonIpv4), 1);
+}
+
+const HOST: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
+const CTR: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 3);
+
+fn be(ip: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(ip.octets())
+}
+
+/// Publishes HOST(any):8080/proto -> CTR:5000 and marks HOST as local.
+fn publish(l: &mut Loaded, host_ip: u32, host_port: u16, proto: u8, ctr_port: u16) {
+    let mut pm: HashMap<_, PortKey, Backend> = HashMap::try_from(l.ebpf.map_mut(maps::PORTMAP).unwrap()).unwrap();
+    pm.insert(PortKey { ip: host_ip, port: host_port.to_be(), proto, _pad: 0 }, Backend { ip: be(CTR), port: ctr_port.to_be(), _pad: 0 }, 0).unwrap();
+    let mut la: HashMap<_, u32, u32> = HashMap::try_from(l.ebpf.map_mut(maps::LOCAL_ADDRS).unwrap()).unwrap();
+    la.insert(be(HOST), 1, 0).unwrap();
+}
+
+fn ct_len(l: &Loaded) -> usize {
+    let ct: HashMap<_, CtKey, CtVal> = HashMap::try_from(l.ebpf.map(maps::CT).unwrap()).unwrap();
+    ct.keys().count()
+}
+
+#[test]
+fn tcp_dnat_and_reply_unnat_keep_checksums_valid() {
+    let mut l = load();
+    publish(&mut l, 0, 8080, pkt::PROTO_TCP, 5000);
+    let syn = pkt::tcp(CLIENT, 40000, HOST, 8080, 0x02, b"");
+    let (rc, out) = run(&mut l, maps::PROG_UPLINK_IN, &syn);
+    assert_eq!(rc, TC_ACT_OK);
+    assert_eq!(pkt::endpoints(&out), (CLIENT, 40000, CTR, 5000), "DNAT to the container, client address kept");
+    assert!(pkt::checksums_ok(&out), "IP and TCP checksums after DNAT");
+    assert_eq!(counter(&l, Counter::Dnat), 1);
+    assert_eq!(ct_len(&l), 1);
+
+    let synack = pkt::tcp(CTR, 5000, CLIENT, 40000, 0x12, b"");
+    let (rc, out) = run(&mut l, maps::PROG_UPLINK_OUT, &synack);
+    assert_eq!(rc, TC_ACT_OK);
+    assert_eq!(pkt::endpoints(&out), (HOST, 8080, CLIENT, 40000), "reply un-NATed to the published address");
+    assert!(pkt::checksums_ok(&out));
+    assert_eq!(counter(&l, Counter::ReverseNat), 1);
+
+    // With a payload of odd length, too.
+    let data = pkt::tcp(CLIENT, 40000, HOST, 8080, 0x18, b"hello");
+    let (_, out) = run(&mut l, maps::PROG_UPLINK_IN, &data);
+    assert!(pkt::checksums_ok(&out) && pkt::endpoints(&out).2 == CTR);
+}
+
+#[test]
+fn udp_dnat_hairpin_and_zero_checksum() {
+    let mut l = load();
+    publish(&mut l, 0, 5353, pkt::PROTO_UDP, 53);
+    let other = Ipv4Addr::new(172, 17, 0, 2);
+    // Hairpin: a container talks to the host's published port.
+    let q = pkt::udp(other, 33000, HOST, 5353, b"query");
+    let (_, out) = run(&mut l, maps::PROG_FROM_CONTAINER, &q);
+    assert_eq!(pkt::endpoints(&out), (other, 33000, CTR, 53));
+    assert!(pkt::checksums_ok(&out));
+    let r = pkt::udp(CTR, 53, other, 33000, b"answer");
+    let (_, out) = run(&mut l, maps::PROG_TO_CONTAINER, &r);
+    assert_eq!(pkt::endpoints(&out), (HOST, 5353, other, 33000));
+    assert!(pkt::checksums_ok(&out));
+    // UDP without a checksum (0) stays without one.
+    let mut nocsum = pkt::udp(CLIENT, 1, HOST, 5353, b"x");
+    nocsum[40..42].copy_from_slice(&[0, 0]);
+    let (_, out) = run(&mut l, maps::PROG_UPLINK_IN, &nocsum);
+    assert_eq!(&out[40..42], &[0, 0]);
+    assert_eq!(pkt::endpoints(&out).2, CTR);
+}
+
+#[test]
+fn only_published_traffic_is_touched() {
+    let mut l = load();
+    publish(&mut l, 0, 8080, pkt::PROTO_TCP, 5000);
+    // Another port, another protocol, a non-local address: unchanged.
+    for p in [
+        pkt::tcp(CLIENT, 1, HOST, 8081, 0x02, b""),
+        pkt::udp(CLIENT, 1, HOST, 8080, b""),
+        pkt::tcp(CLIENT, 1, Ipv4Addr::new(10, 9, 9, 9), 8080, 0x02, b""),
+    ] {
+        let (rc, out) = run(&mut l, maps::PROG_UPLINK_IN, &p);
+        assert_eq!((rc, &out), (TC_ACT_OK, &p));
+    }
+    // A reply without a tracked flow is not rewritten.
+    let stray = pkt::tcp(CTR, 5000, CLIENT, 999, 0x12, b"");
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_OUT, &stray).1, stray);
+    // A specific host IP mapping only matches that address.
+    publish(&mut l, be(Ipv4Addr::new(127, 0, 0, 1)), 9090, pkt::PROTO_TCP, 5000);
+    let p = pkt::tcp(CLIENT, 1, HOST, 9090, 0x02, b"");
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_IN, &p).1, p, "-p 127.0.0.1:9090 is not reachable on other addresses");
+    assert_eq!(counter(&l, Counter::Dnat), 0);
+    assert_eq!(ct_len(&l), 0);
+}
+
+#[test]
+fn fragments_truncated_and_sctp_packets() {
+    let mut l = load();
+    publish(&mut l, 0, 3868, pkt::PROTO_SCTP, 3868);
+    // SCTP: the address changes, the port stays, so the CRC32c (which covers no address) stays valid.
+    let s = pkt::sctp(CLIENT, 5000, HOST, 3868);
+    assert!(pkt::sctp_ok(&s));
+    let (_, out) = run(&mut l, maps::PROG_UPLINK_IN, &s);
+    assert_eq!(pkt::endpoints(&out), (CLIENT, 5000, CTR, 3868));
+    assert!(pkt::sctp_ok(&out), "CRC32c and IP checksum valid after DNAT");
+
+    publish(&mut l, 0, 8080, pkt::PROTO_TCP, 5000);
+    // A non-first fragment has no L4 header: passed unchanged, counted.
+    let mut frag = pkt::tcp(CLIENT, 1, HOST, 8080, 0x02, b"");
+    frag[20] = 0x00;
+    frag[21] = 0x10; // fragment offset 16 * 8 bytes
+    let (rc, out) = run(&mut l, maps::PROG_UPLINK_IN, &frag);
+    assert_eq!((rc, out), (TC_ACT_OK, frag));
+    assert_eq!(counter(&l, Counter::Fragment), 1);
+    // A TCP header cut short: passed unchanged (the kernel drops it), counted as malformed.
+    let full = pkt::tcp(CLIENT, 1, HOST, 8080, 0x02, b"");
+    let short = &full[..34 + 10];
+    let (rc, out) = run(&mut l, maps::PROG_UPLINK_IN, short);
+    assert_eq!((rc, out.as_slice()), (TC_ACT_OK, short));
+    assert_eq!(counter(&l, Counter::Malformed), 1);
+    assert_eq!(counter(&l, Counter::Dnat), 1, "only the SCTP packet was translated");
 }

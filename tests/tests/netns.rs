@@ -19,7 +19,7 @@ fn programs_attached_to_a_veth_see_real_traffic() {
     let v = veth.clone();
     host.run(move || {
         let mut dp = Datapath::load(&cfg).expect("load datapath");
-        dp.attach(&v).expect("attach");
+        dp.attach(&v, bpf::Role::Container).expect("attach");
     });
     // The Datapath was dropped: the pinned links must keep the programs attached.
     assert_eq!(bpf::attached_interfaces(&t.cfg), vec![veth.clone()]);
@@ -33,7 +33,7 @@ fn programs_attached_to_a_veth_see_real_traffic() {
     // Re-attaching (a new CLI call) updates the pinned links in place.
     let cfg = t.cfg.clone();
     let v = veth.clone();
-    host.run(move || Datapath::load(&cfg).unwrap().attach(&v).unwrap());
+    host.run(move || Datapath::load(&cfg).unwrap().attach(&v, bpf::Role::Container).unwrap());
     bpf::detach(&t.cfg, &veth).unwrap();
     assert!(bpf::attached_interfaces(&t.cfg).is_empty());
     let _ = sh(&["true"]);

@@ -67,7 +67,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let bin = root.join("target/debug/linkrt");
             let mut cmd = as_root("cargo", &["test".into(), "--workspace".into()]);
             cmd.args(&args).env("LINKRT_BIN", &bin).current_dir(&root);
-            status(cmd)
+            run_tests(cmd)
         }
     }
 }
@@ -101,6 +101,31 @@ fn as_root(prog: &str, args: &[String]) -> Command {
         c.arg("-E").arg("env").arg(format!("PATH={}", std::env::var("PATH").unwrap_or_default())).arg(prog).args(args);
         c
     }
+}
+
+/// Runs `cargo test`, passing its output through, and closes with one summary line over all
+/// test binaries (`summary: N passed, N failed`).
+fn run_tests(mut cmd: Command) -> Result<ExitCode> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("running {cmd:?}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let num = |word: &str| {
+                rest.split(';').find_map(|p| p.trim().strip_suffix(word)?.split_whitespace().last()?.parse::<u64>().ok()).unwrap_or(0)
+            };
+            passed += num("passed");
+            failed += num("failed");
+        }
+    }
+    let st = child.wait()?;
+    println!("summary: {passed} passed, {failed} failed");
+    if !st.success() || passed == 0 {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn status(mut cmd: Command) -> Result<ExitCode> {
