@@ -25,6 +25,28 @@ use crate::{
     state::{Container, Lock, Store},
 };
 
+/// Binds every published host port for the container's lifetime (as Docker 28 does), so that
+/// no host process can take a port whose traffic the datapath sends to the container.
+/// TCP sockets are bound, not listening: the datapath answers before the socket layer.
+pub fn reserve_ports(maps: &[crate::ports::Mapping]) -> Vec<OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, socket};
+    let mut v = Vec::new();
+    for m in maps {
+        let ty = match m.container.proto {
+            crate::ports::Proto::Tcp => SockType::Stream,
+            crate::ports::Proto::Udp => SockType::Datagram,
+            crate::ports::Proto::Sctp => continue,
+        };
+        let Ok(ip) = m.host_ip.parse::<std::net::Ipv4Addr>() else { continue };
+        if let Ok(fd) = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None) {
+            if bind(fd.as_raw_fd(), &SockaddrIn::from(std::net::SocketAddrV4::new(ip, m.host_port))).is_ok() {
+                v.push(fd);
+            }
+        }
+    }
+    v
+}
+
 /// How a start is attached to the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attach {
@@ -168,6 +190,7 @@ pub fn supervise_main(cfg: &Config, id: &str) -> i32 {
     let _ = status.write_all(encode(&r).as_bytes());
     drop(status);
     let Ok(pid) = r else { return 0 };
+    let _reserved = reserve_ports(&c.state.ports);
     drop(proc_);
     drop(null);
     let copier = pty.map(|p| {
@@ -283,6 +306,7 @@ fn run_foreground(cfg: &Config, store: &Store, c: &mut Container, prep: Prepared
         }
     };
     container::mark_running(store, c, pid.as_raw(), std::process::id() as i32)?;
+    let _reserved = reserve_ports(&c.state.ports);
     drop(lock);
     FG_PID.store(pid.as_raw(), Ordering::SeqCst);
     // SAFETY: installing a plain handler that only calls kill.

@@ -309,3 +309,51 @@ pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A client machine: a namespace joined to a [`Host`] by a veth (host 10.200.0.1/24, client
+/// 10.200.0.2/24). Create it before starting containers that publish ports (linkrt attaches
+/// its programs to the host's interfaces when a container starts).
+pub struct Client {
+    pub ns: NetNs,
+}
+
+pub const HOST_IP: &str = "10.200.0.1";
+pub const CLIENT_IP: &str = "10.200.0.2";
+
+impl Client {
+    pub fn new(h: &Host) -> Self {
+        let ns = NetNs::new("lrt-cli");
+        let up = format!("up{}", rand_suffix(6));
+        h.ns.exec(&["ip", "link", "add", &up, "type", "veth", "peer", "name", "eth0", "netns", &ns.name]);
+        h.ns.exec(&["ip", "addr", "add", &format!("{HOST_IP}/24"), "dev", &up]);
+        h.ns.exec(&["ip", "link", "set", &up, "up"]);
+        ns.exec(&["ip", "addr", "add", &format!("{CLIENT_IP}/24"), "dev", "eth0"]);
+        ns.exec(&["ip", "link", "set", "eth0", "up"]);
+        Client { ns }
+    }
+
+    /// `curl -s URL` from the client; Some(body) on success.
+    pub fn curl(&self, url: &str) -> Option<String> {
+        let o = self.ns.try_exec(&["curl", "-s", "-m", "3", url]);
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+}
+
+/// Sends one UDP datagram from the namespace `ns` to `addr` and returns (reply, reply source).
+pub fn udp_roundtrip(ns: &NetNs, addr: &str, msg: &str) -> Option<(String, String)> {
+    let (ip, port) = addr.rsplit_once(':').unwrap();
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\ns.sendto(b'{msg}',('{ip}',{port}))\nd,a=s.recvfrom(2048)\nprint(d.decode()+' '+a[0]+':'+str(a[1]))"
+    );
+    let o = ns.try_exec(&["python3", "-c", &script]);
+    let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let (data, from) = out.rsplit_once(' ')?;
+    Some((data.to_string(), from.to_string()))
+}
+
+/// A UDP echo server for a container: `alpine python3 -c ECHO` on `port`.
+pub fn udp_echo_script(port: u16) -> String {
+    format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('',{port}))\nwhile True:\n d,a=s.recvfrom(2048)\n s.sendto(b'echo:'+d,a)"
+    )
+}

@@ -1,0 +1,107 @@
+//! Port publishing through the eBPF datapath, end to end: a client namespace talks to the
+//! host's published ports; containers talk to them too (hairpin).
+use linkrt_tests::{CLIENT_IP, Client, HOST_IP, Host, eventually, udp_echo_script, udp_roundtrip};
+
+fn hello(c: &Client, url: &str) -> String {
+    eventually(10, || c.curl(url))
+}
+
+#[test]
+fn seed_publish_forms_port_and_ps_output() {
+    let h = Host::new();
+    let cl = Client::new(&h);
+    h.ok(&["run", "-d", "--name", "web", "-p", "8080:5000", "training/webapp", "python", "app.py"]);
+    assert_eq!(hello(&cl, &format!("http://{HOST_IP}:8080/")), "Hello world!");
+    // The client's address is preserved (docker-proxy would show the host's).
+    assert!(h.ok(&["logs", "web"]).contains(&format!("{CLIENT_IP} - - \"GET / HTTP/1.1\" 200")));
+    assert_eq!(h.ok(&["port", "web"]), "5000/tcp -> 0.0.0.0:8080");
+    assert_eq!(h.ok(&["port", "web", "5000"]), "0.0.0.0:8080");
+    let o = h.linkrt(&["port", "web", "5000/udp"]);
+    assert_eq!((o.code, o.stderr.trim()), (1, "Error: No public port '5000/udp' published for web"));
+    assert!(h.ok(&["ps"]).contains("0.0.0.0:8080->5000/tcp"));
+
+    // -P: an ephemeral port from the start of ip_local_port_range.
+    h.ok(&["run", "-d", "-P", "--name", "nostalgic_morse", "training/webapp", "python", "app.py"]);
+    let p = h.ok(&["port", "nostalgic_morse", "5000"]);
+    let lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    assert_eq!(p, format!("0.0.0.0:{}", lo.split_whitespace().next().unwrap()));
+    assert_eq!(hello(&cl, &format!("http://{HOST_IP}:{}/", p.rsplit(':').next().unwrap())), "Hello world!");
+
+    // A host range for one container port: the first free port, then the next.
+    h.ok(&["run", "-d", "--name", "r1", "-p", "8000-9000:5000", "training/webapp"]);
+    h.ok(&["run", "-d", "--name", "r2", "-p", "8000-9000:5000", "training/webapp"]);
+    assert_eq!(h.ok(&["port", "r1", "5000"]), "0.0.0.0:8000");
+    assert_eq!(h.ok(&["port", "r2", "5000"]), "0.0.0.0:8001");
+    assert_eq!(hello(&cl, &format!("http://{HOST_IP}:8001/")), "Hello world!");
+
+    // ip::port, and equal ranges shown collapsed in ps.
+    h.ok(&["run", "-d", "--name", "ipdyn", "-p", &format!("{HOST_IP}::5000"), "training/webapp"]);
+    let p = h.ok(&["port", "ipdyn", "5000"]);
+    assert!(p.starts_with(&format!("{HOST_IP}:")), "{p}");
+    assert_eq!(hello(&cl, &format!("http://{p}/")), "Hello world!");
+    h.ok(&["run", "-d", "--name", "rng", "-p", "7000-7002:7000-7002", "alpine", "sleep", "600"]);
+    assert!(h.ok(&["ps"]).contains("0.0.0.0:7000-7002->7000-7002/tcp"), "{}", h.ok(&["ps"]));
+}
+
+#[test]
+fn conflicts_and_host_processes_are_refused_and_leave_nothing() {
+    let h = Host::new();
+    h.ok(&["run", "-d", "--name", "first", "-p", "8088:5000", "training/webapp"]);
+    let o = h.linkrt(&["run", "-d", "--name", "second", "-p", "8088:5000", "training/webapp"]);
+    assert_eq!((o.code, o.stderr.trim()), (125, "linkrt: Bind for 0.0.0.0:8088 failed: port is already allocated"));
+    assert_eq!(h.inspect("second", "{{.State.Status}}"), "created", "like Docker, the container exists but did not start");
+    assert_eq!(h.links().matches("veth").count(), 1, "no veth left by the failed start");
+    // The running container's port is held: a host process cannot bind it.
+    let o = h.sh(&["python3", "-c", "import socket; socket.socket().bind(('0.0.0.0', 8088))"]);
+    assert!(!o.status.success(), "the published port must be reserved");
+    // A port a host process holds is not stolen.
+    let holder = std::process::Command::new("ip")
+        .args(["netns", "exec", &h.ns.name, "python3", "-c", "import socket,time; s=socket.socket(); s.bind(('0.0.0.0',7777)); s.listen(); time.sleep(60)"])
+        .spawn()
+        .unwrap();
+    let _kill = KillOnDrop(holder);
+    eventually(10, || (!h.sh(&["python3", "-c", "import socket; socket.socket().bind(('0.0.0.0', 7777))"]).status.success()).then_some(()));
+    let o = h.linkrt(&["run", "-d", "-p", "7777:5000", "training/webapp"]);
+    assert_eq!(o.code, 125);
+    assert!(o.stderr.contains("failed to bind host port for 0.0.0.0:7777:5000/tcp: address already in use"), "{o:?}");
+    let o = h.linkrt(&["run", "-d", "-p", "3868:3869/sctp", "alpine", "true"]);
+    assert!(o.stderr.contains("SCTP port translation is not supported"), "{o:?}");
+}
+
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn udp_hairpin_localhost_binding_and_removal_on_stop() {
+    let h = Host::new();
+    let cl = Client::new(&h);
+    let script = udp_echo_script(53);
+    h.ok(&["run", "-d", "--name", "dns", "-p", "5353:53/udp", "alpine", "python3", "-c", &script]);
+    let (data, from) = eventually(10, || udp_roundtrip(&cl.ns, &format!("{HOST_IP}:5353"), "hi"));
+    assert_eq!((data.as_str(), from.as_str()), ("echo:hi", "10.200.0.1:5353"), "the reply comes from the published address");
+
+    h.ok(&["run", "-d", "--name", "web", "-p", "8080:5000", "-p", "127.0.0.1:9090:5000", "training/webapp"]);
+    assert_eq!(hello(&cl, &format!("http://{HOST_IP}:8080/")), "Hello world!");
+    // -p 127.0.0.1:... is not reachable from another machine.
+    assert_eq!(cl.curl(&format!("http://{HOST_IP}:9090/")), None);
+    // Hairpin: a container reaches the published port through the host's addresses.
+    for url in [format!("http://{HOST_IP}:8080/"), "http://172.17.0.1:8080/".to_string()] {
+        let body = eventually(10, || {
+            let o = h.linkrt(&["run", "--rm", "alpine", "curl", "-s", "-m", "3", &url]);
+            (o.code == 0).then_some(o.stdout)
+        });
+        assert_eq!(body, "Hello world!", "{url}");
+    }
+    // Stop: the mapping and its tracked flows go away; nothing answers any more.
+    h.ok(&["stop", "web"]);
+    assert_eq!(cl.curl(&format!("http://{HOST_IP}:8080/")), None);
+    h.ok(&["rm", "-f", "dns"]);
+    assert_eq!(udp_roundtrip(&cl.ns, &format!("{HOST_IP}:5353"), "late"), None);
+    let st = h.ok(&["status"]);
+    assert!(st.contains("dnat") && st.contains("reverse_nat"), "{st}");
+}
