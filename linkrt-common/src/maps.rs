@@ -10,8 +10,16 @@ pub const CT: &str = "LRT_CT_V1";
 /// Addresses of the host, for 0.0.0.0 mappings.
 pub const LOCAL_ADDRS: &str = "LRT_LOCAL_ADDRS_V1";
 
+/// Settings of the datapath (`nat::CONFIG_*` slots).
+pub const CONFIG: &str = "LRT_CONFIG_V1";
+/// Host sockets redirected by the socket hooks (socket cookie → `nat::SockRev`).
+pub const SOCK_REV: &str = "LRT_SOCK_REV_V1";
+
 /// Program names (function names in `linkrt-ebpf`).
 pub const PROG_FROM_CONTAINER: &str = "lrt_from_container";
 pub const PROG_TO_CONTAINER: &str = "lrt_to_container";
 pub const PROG_UPLINK_IN: &str = "lrt_uplink_in";
 pub const PROG_UPLINK_OUT: &str = "lrt_uplink_out";
+pub const PROG_CONNECT4: &str = "lrt_connect4";
+pub const PROG_SENDMSG4: &str = "lrt_sendmsg4";
+pub const PROG_RECVMSG4: &str = "lrt_recvmsg4";

@@ -42,6 +42,21 @@ pub struct CtVal {
     pub _pad: u16,
 }
 
+/// What a host socket was redirected from (`SOCK_REV`, keyed by socket cookie).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRev {
+    pub orig_ip: u32,
+    pub orig_port: u16,
+    pub backend_port: u16,
+    pub backend_ip: u32,
+}
+
+/// `CONFIG` slots.
+pub const CONFIG_NETNS_COOKIE: u32 = 0;
+pub const CONFIG_LEN: u32 = 8;
+pub const SOCK_REV_MAX: u32 = 65_536;
+
 /// A local address of the host (`LOCAL_ADDRS` key; value unused).
 pub type LocalAddr = u32;
 
@@ -49,6 +64,7 @@ const _: () = assert!(core::mem::size_of::<PortKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Backend>() == 8);
 const _: () = assert!(core::mem::size_of::<CtKey>() == 16);
 const _: () = assert!(core::mem::size_of::<CtVal>() == 8);
+const _: () = assert!(core::mem::size_of::<SockRev>() == 12);
 
 pub const PORTMAP_MAX: u32 = 131_072;
 pub const CT_MAX: u32 = 262_144;
@@ -61,4 +77,5 @@ mod user {
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::CtKey {}
     unsafe impl aya::Pod for super::CtVal {}
+    unsafe impl aya::Pod for super::SockRev {}
 }

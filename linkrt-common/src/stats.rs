@@ -22,13 +22,15 @@ pub enum Counter {
     Fragment = 7,
     /// Packets seen on host uplinks.
     Uplink = 8,
+    /// Host sockets sent to a container at connect()/sendmsg() time.
+    SockLb = 9,
 }
 
 /// Number of slots in the `STATS` map.
 pub const STATS_LEN: u32 = 64;
 
 impl Counter {
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 10] = [
         Counter::FromContainer,
         Counter::ToContainer,
         Counter::Ipv4,
@@ -38,6 +40,7 @@ impl Counter {
         Counter::ReverseNat,
         Counter::Fragment,
         Counter::Uplink,
+        Counter::SockLb,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Counter {
             Counter::ReverseNat => "reverse_nat",
             Counter::Fragment => "fragment",
             Counter::Uplink => "uplink",
+            Counter::SockLb => "sock_lb",
         }
     }
 }

@@ -230,3 +230,83 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+// ---- Host-local access: cgroup socket hooks (connect4/sendmsg4/recvmsg4) -------------------
+//
+// A host process that connects to a published port (127.0.0.1:P, or any host address) is
+// sent to the container at connect()/sendmsg() time: no per-packet NAT, no route_localnet.
+// The hooks act only in the host namespace linkrt manages (CONFIG[0] = its netns cookie).
+
+use aya_ebpf::{
+    helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie},
+    macros::cgroup_sock_addr,
+    maps::Array,
+    programs::SockAddrContext,
+};
+use linkrt_common::nat::SockRev;
+
+#[map(name = "LRT_CONFIG_V1")]
+static CONFIG: Array<u64> = Array::pinned(linkrt_common::nat::CONFIG_LEN, 0);
+
+#[map(name = "LRT_SOCK_REV_V1")]
+static SOCK_REV: LruHashMap<u64, SockRev> = LruHashMap::pinned(linkrt_common::nat::SOCK_REV_MAX, 0);
+
+#[inline(always)]
+fn in_host_netns(ctx: &SockAddrContext) -> bool {
+    let want = CONFIG.get(linkrt_common::nat::CONFIG_NETNS_COOKIE).copied().unwrap_or(0);
+    // SAFETY: helper on a valid program context.
+    want != 0 && unsafe { bpf_get_netns_cookie(ctx.sock_addr as *mut _) } == want
+}
+
+/// Rewrites the destination of a connect()/sendmsg() to a published port.
+#[inline(always)]
+fn sock_dnat(ctx: &SockAddrContext) -> i32 {
+    if !in_host_netns(ctx) {
+        return 1;
+    }
+    // SAFETY: the kernel hands us a valid bpf_sock_addr for the program's lifetime.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    let proto = match sa.protocol {
+        6 => IPPROTO_TCP,
+        17 => IPPROTO_UDP,
+        _ => return 1,
+    };
+    let p = Pkt { l4: 0, proto, saddr: 0, daddr: sa.user_ip4, sport: 0, dport: sa.user_port as u16 };
+    if let Some(b) = lookup_backend(&p) {
+        let rev = SockRev { orig_ip: sa.user_ip4, orig_port: sa.user_port as u16, backend_port: b.port, backend_ip: b.ip };
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut _) };
+        let _ = SOCK_REV.insert(&cookie, &rev, 0);
+        sa.user_ip4 = b.ip;
+        sa.user_port = b.port as u32;
+        count(Counter::SockLb);
+    }
+    1
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn lrt_connect4(ctx: SockAddrContext) -> i32 {
+    sock_dnat(&ctx)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn lrt_sendmsg4(ctx: SockAddrContext) -> i32 {
+    sock_dnat(&ctx)
+}
+
+/// Unconnected UDP: the reply's source becomes the published address again.
+#[cgroup_sock_addr(recvmsg4)]
+pub fn lrt_recvmsg4(ctx: SockAddrContext) -> i32 {
+    if !in_host_netns(&ctx) {
+        return 1;
+    }
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut _) };
+    // SAFETY: copied out at once; the context is valid.
+    if let Some(r) = unsafe { SOCK_REV.get(&cookie) }.copied() {
+        let sa = unsafe { &mut *ctx.sock_addr };
+        if sa.user_ip4 == r.backend_ip && sa.user_port as u16 == r.backend_port {
+            sa.user_ip4 = r.orig_ip;
+            sa.user_port = r.orig_port as u32;
+        }
+    }
+    1
+}

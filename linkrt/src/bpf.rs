@@ -10,9 +10,9 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Map, MapData, PerCpuArray},
+    maps::{Array, Map, MapData, PerCpuArray},
     programs::{
-        LinkOrder, SchedClassifier, TcAttachType,
+        CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType,
         links::{FdLink, LinkError, PinnedLink},
         tc::TcAttachOptions,
     },
@@ -117,6 +117,9 @@ impl Datapath {
         for name in PROGRAMS {
             prog(&mut ebpf, name)?.load().map_err(|source| Error::Program { name, source })?;
         }
+        for name in SOCK_PROGRAMS {
+            sock_prog(&mut ebpf, name)?.load().map_err(|source| Error::Program { name, source })?;
+        }
         Ok(Datapath { ebpf, cfg: cfg.clone() })
     }
 
@@ -152,6 +155,63 @@ fn link_pin(cfg: &Config, ifname: &str, hook: Hook) -> PathBuf {
     cfg.links_dir().join(format!("{ifname}_{}", hook.suffix()))
 }
 
+const SOCK_PROGRAMS: [&str; 3] = [maps::PROG_CONNECT4, maps::PROG_SENDMSG4, maps::PROG_RECVMSG4];
+
+fn sock_prog<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut CgroupSockAddr> {
+    let p = ebpf.program_mut(name).ok_or_else(|| Error::sys(format!("program {name} missing from the eBPF object")))?;
+    p.try_into().map_err(|source| Error::Program { name, source })
+}
+
+/// The network namespace cookie of the calling thread's namespace.
+pub fn netns_cookie() -> Result<u64> {
+    use std::os::fd::AsRawFd;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| Error::io("creating a socket in", "the host netns", e))?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: SO_NETNS_COOKIE (71) writes a u64.
+    let r = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, 71, (&mut cookie as *mut u64).cast(), &mut len) };
+    if r != 0 {
+        return Err(Error::sys(format!("SO_NETNS_COOKIE: {}", io::Error::last_os_error())));
+    }
+    Ok(cookie)
+}
+
+impl Datapath {
+    /// Attaches the socket hooks (host-local access to published ports) to `cgroup`, once, and
+    /// scopes them to the calling thread's network namespace.
+    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<()> {
+        let mut cfg_map: Array<&mut MapData, u64> = Array::try_from(
+            self.ebpf.map_mut(maps::CONFIG).ok_or_else(|| Error::sys("CONFIG map missing"))?,
+        )
+        .map_err(|source| Error::Map { name: maps::CONFIG, source })?;
+        cfg_map
+            .set(linkrt_common::nat::CONFIG_NETNS_COOKIE, netns_cookie()?, 0)
+            .map_err(|source| Error::Map { name: maps::CONFIG, source })?;
+        let dir = fs::File::open(cgroup).map_err(|e| Error::io("opening cgroup", cgroup, e))?;
+        for name in SOCK_PROGRAMS {
+            let pin = self.cfg.links_dir().join(format!("cgroup_{name}"));
+            if pin.exists() {
+                continue;
+            }
+            let p = sock_prog(&mut self.ebpf, name)?;
+            let perr = |source| Error::Program { name, source };
+            // A bpf_link (kernel >= 5.7) always coexists with other programs on the cgroup.
+            let id = p.attach(&dir, CgroupAttachMode::Single).map_err(perr)?;
+            let link = p.take_link(id).map_err(perr)?;
+            let fd: FdLink = link.try_into().map_err(|e: LinkError| Error::sys(e.to_string()))?;
+            fd.pin(&pin).map_err(|source| Error::Pin { path: pin.clone(), source })?;
+        }
+        Ok(())
+    }
+}
+
+/// Detaches the socket hooks (removes their pinned links).
+pub fn detach_cgroup(cfg: &Config) {
+    for name in SOCK_PROGRAMS {
+        let _ = fs::remove_file(cfg.links_dir().join(format!("cgroup_{name}")));
+    }
+}
+
 /// Removes the pinned links of `ifname`; the kernel detaches them (the interface may be gone).
 pub fn detach(cfg: &Config, ifname: &str) -> Result<()> {
     for hook in Hook::ALL {
@@ -172,6 +232,7 @@ pub fn attached_interfaces(cfg: &Config) -> Vec<String> {
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix("_in")).map(str::to_owned))
+        .filter(|n| !n.starts_with("cgroup_"))
         .collect();
     v.sort();
     v

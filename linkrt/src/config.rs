@@ -10,6 +10,8 @@ pub struct Config {
     pub run_root: PathBuf,
     /// bpffs directory where maps and links are pinned (default `/sys/fs/bpf/linkrt`).
     pub bpffs: PathBuf,
+    /// cgroup v2 directory for the socket hooks (default: the cgroup2 root; `LINKRT_CGROUP`).
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -18,6 +20,7 @@ impl Default for Config {
             root: PathBuf::from("/var/lib/linkrt"),
             run_root: PathBuf::from("/run/linkrt"),
             bpffs: PathBuf::from("/sys/fs/bpf/linkrt"),
+            cgroup: None,
         }
     }
 }
@@ -31,7 +34,20 @@ impl Config {
             root: var("LINKRT_ROOT", d.root),
             run_root: var("LINKRT_RUN_ROOT", d.run_root),
             bpffs: var("LINKRT_BPFFS", d.bpffs),
+            cgroup: std::env::var_os("LINKRT_CGROUP").map(PathBuf::from),
         }
+    }
+
+    /// The cgroup for the socket hooks: `cgroup`, or the first cgroup2 mount.
+    pub fn cgroup_dir(&self) -> Option<PathBuf> {
+        if let Some(c) = &self.cgroup {
+            return Some(c.clone());
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+        mounts.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+        })
     }
 
     pub fn maps_dir(&self) -> PathBuf {

@@ -357,6 +357,9 @@ fn prepare_inner(store: &Store, c: &mut Container, all: &[Container]) -> Result<
         dp.attach(&up, bpf::Role::Uplink)?;
     }
     bpf::set_local_addrs(cfg, &network::local_addrs()?)?;
+    if let Some(cg) = cfg.cgroup_dir() {
+        dp.attach_cgroup(&cg)?;
+    }
     bpf::publish(cfg, &c.state.ports, &ep.ip.to_string())?;
 
     for l in &c.spec.links {

@@ -30,6 +30,10 @@ use crate::{
 /// TCP sockets are bound, not listening: the datapath answers before the socket layer.
 pub fn reserve_ports(maps: &[crate::ports::Mapping]) -> Vec<OwnedFd> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, socket};
+    // One descriptor per port: large ranges need more than the default soft limit.
+    if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    }
     let mut v = Vec::new();
     for m in maps {
         let ty = match m.container.proto {

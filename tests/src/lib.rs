@@ -142,18 +142,52 @@ pub struct TestConfig {
     pub cfg: linkrt::Config,
     _state: TempDir,
     _bpffs: BpfFs,
+    _cgroup: CgroupDir,
+}
+
+/// A private cgroup v2 directory (for the socket hooks), removed on drop.
+pub struct CgroupDir {
+    pub path: PathBuf,
+}
+
+impl CgroupDir {
+    pub fn new() -> Self {
+        let root = linkrt::Config::default().cgroup_dir().expect("a cgroup2 mount");
+        let path = root.join(format!("linkrt-test-{}", rand_suffix(8)));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        CgroupDir { path }
+    }
+}
+
+impl Default for CgroupDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for CgroupDir {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 impl TestConfig {
     pub fn new() -> Self {
         let state = TempDir::new("linkrt-state");
         let bpffs = BpfFs::new();
+        let cgroup = CgroupDir::new();
         let cfg = linkrt::Config {
             root: state.path.join("lib"),
             run_root: state.path.join("run"),
             bpffs: bpffs.dir.join("linkrt"),
+            cgroup: Some(cgroup.path.clone()),
         };
-        TestConfig { cfg, _state: state, _bpffs: bpffs }
+        TestConfig { cfg, _state: state, _bpffs: bpffs, _cgroup: cgroup }
     }
 }
 
@@ -209,6 +243,7 @@ impl Host {
             .env("LINKRT_ROOT", &self.t.cfg.root)
             .env("LINKRT_RUN_ROOT", &self.t.cfg.run_root)
             .env("LINKRT_BPFFS", &self.t.cfg.bpffs)
+            .env("LINKRT_CGROUP", self.t.cfg.cgroup.as_ref().unwrap())
             .stdin(std::process::Stdio::null());
         c
     }
@@ -232,6 +267,17 @@ impl Host {
     /// Runs a host command (curl, ip, ...) inside this host's network namespace.
     pub fn sh(&self, cmd: &[&str]) -> Output {
         self.ns.try_exec(cmd)
+    }
+
+    /// Runs a command as a process of this host (its netns, inside the cgroup where linkrt's
+    /// socket hooks are attached).
+    pub fn host_process(&self, cmd: &[&str]) -> Output {
+        let procs = self.t.cfg.cgroup.as_ref().unwrap().join("cgroup.procs");
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.ns.path().display()))
+            .args(["sh", "-c", &format!("echo $$ > {} && exec \"$@\"", procs.display()), "sh"])
+            .args(cmd);
+        run_with_timeout(&mut c, std::time::Duration::from_secs(60))
     }
 
     /// Interfaces in this host's namespace.

@@ -105,3 +105,51 @@ fn udp_hairpin_localhost_binding_and_removal_on_stop() {
     let st = h.ok(&["status"]);
     assert!(st.contains("dnat") && st.contains("reverse_nat"), "{st}");
 }
+
+#[test]
+fn host_processes_reach_published_ports_through_socket_hooks() {
+    let h = Host::new();
+    let _cl = Client::new(&h);
+    h.ok(&["run", "-d", "--name", "web", "-p", "8080:5000", "-p", "127.0.0.1:9090:5000", "training/webapp"]);
+    for url in ["http://127.0.0.1:8080/", "http://127.0.0.1:9090/", &format!("http://{HOST_IP}:8080/"), "http://172.17.0.1:8080/"] {
+        let body = eventually(10, || {
+            let o = h.host_process(&["curl", "-s", "-m", "3", url]);
+            o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+        });
+        assert_eq!(body, "Hello world!", "{url}");
+    }
+    // Unconnected UDP from the host: the reply appears to come from the published address.
+    let script = udp_echo_script(53);
+    h.ok(&["run", "-d", "--name", "dns", "-p", "5353:53/udp", "alpine", "python3", "-c", &script]);
+    let probe = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\ns.sendto(b'x',('127.0.0.1',5353))\nd,a=s.recvfrom(99)\nprint(d.decode(),a[0],a[1])";
+    let out = eventually(10, || {
+        let o = h.host_process(&["python3", "-c", probe]);
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    });
+    assert_eq!(out, "echo:x 127.0.0.1 5353");
+    // Processes of other namespaces are not affected (the hooks check the netns cookie).
+    let o = std::process::Command::new("curl").args(["-s", "-m", "1", "http://127.0.0.1:8080/"]).output().unwrap();
+    assert_ne!(String::from_utf8_lossy(&o.stdout), "Hello world!");
+    let st = h.ok(&["status"]);
+    assert!(st.lines().any(|l| l.trim_start().starts_with("sock_lb") && !l.trim_end().ends_with(" 0")), "{st}");
+}
+
+#[test]
+fn a_10000_port_range_is_one_map_update_not_10000_processes() {
+    let h = Host::new();
+    let cl = Client::new(&h);
+    let procs = || std::fs::read_dir("/proc").unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().parse::<u32>().is_ok()).count();
+    let before = procs();
+    h.ok(&["run", "-d", "--name", "wide", "-p", "20000-29999:20000-29999", "alpine", "python3", "-m", "http.server", "25000"]);
+    // The supervisor and the container's process, nothing per port (other tests may add a few).
+    assert!(procs() < before + 50, "{} -> {}", before, procs());
+    assert!(h.ok(&["ps"]).contains("0.0.0.0:20000-29999->20000-29999/tcp"));
+    assert_eq!(h.ok(&["port", "wide"]).lines().count(), 10_000);
+    let body = eventually(10, || cl.curl(&format!("http://{HOST_IP}:25000/")));
+    assert!(body.contains("Directory listing"), "{body}");
+    // Every port of the range is held against host processes.
+    let o = h.sh(&["python3", "-c", "import socket; socket.socket().bind(('0.0.0.0', 29999))"]);
+    assert!(!o.status.success());
+    h.ok(&["rm", "-f", "wide"]);
+    assert_eq!(cl.curl(&format!("http://{HOST_IP}:25000/")), None);
+}
