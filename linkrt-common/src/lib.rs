@@ -8,6 +8,7 @@
 
 pub mod maps;
 pub mod nat;
+pub mod policy;
 pub mod stats;
 
 pub use stats::*;

@@ -15,6 +15,15 @@ pub const CONFIG: &str = "LRT_CONFIG_V1";
 /// Host sockets redirected by the socket hooks (socket cookie → `nat::SockRev`).
 pub const SOCK_REV: &str = "LRT_SOCK_REV_V1";
 
+/// Allowed new flows between containers (`policy::PolicyKey` → 1).
+pub const POLICY: &str = "LRT_POLICY_V1";
+/// Replies of allowed flows (`nat::CtKey` of the reply → 1, LRU).
+pub const POLICY_CT: &str = "LRT_POLICY_CT_V1";
+/// Container veths: host-side ifindex → `policy::Endpoint`.
+pub const ENDPOINTS: &str = "LRT_ENDPOINTS_V1";
+/// Container addresses (IP → ifindex).
+pub const CONTAINER_IPS: &str = "LRT_CONTAINER_IPS_V1";
+
 /// Program names (function names in `linkrt-ebpf`).
 pub const PROG_FROM_CONTAINER: &str = "lrt_from_container";
 pub const PROG_TO_CONTAINER: &str = "lrt_to_container";

@@ -24,13 +24,21 @@ pub enum Counter {
     Uplink = 8,
     /// Host sockets sent to a container at connect()/sendmsg() time.
     SockLb = 9,
+    /// Dropped: a container-to-container flow no link allows.
+    DropPolicy = 10,
+    /// Dropped: a source IP or MAC (IPv4 or ARP) that is not the sending container's.
+    DropSpoof = 11,
+    /// Dropped: IPv6 from a container while inter-container traffic is restricted.
+    DropIpv6 = 12,
+    /// Allowed container-to-container packets (links, replies).
+    PolicyAllow = 13,
 }
 
 /// Number of slots in the `STATS` map.
 pub const STATS_LEN: u32 = 64;
 
 impl Counter {
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 14] = [
         Counter::FromContainer,
         Counter::ToContainer,
         Counter::Ipv4,
@@ -41,6 +49,10 @@ impl Counter {
         Counter::Fragment,
         Counter::Uplink,
         Counter::SockLb,
+        Counter::DropPolicy,
+        Counter::DropSpoof,
+        Counter::DropIpv6,
+        Counter::PolicyAllow,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -55,6 +67,10 @@ impl Counter {
             Counter::Fragment => "fragment",
             Counter::Uplink => "uplink",
             Counter::SockLb => "sock_lb",
+            Counter::DropPolicy => "drop_policy",
+            Counter::DropSpoof => "drop_spoof",
+            Counter::DropIpv6 => "drop_ipv6",
+            Counter::PolicyAllow => "policy_allow",
         }
     }
 }

@@ -13,7 +13,7 @@
 //! (container → client) and the address the client originally used.
 
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK},
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT},
     macros::{classifier, map},
     maps::{HashMap, LruHashMap, PerCpuArray},
     programs::TcContext,
@@ -21,6 +21,7 @@ use aya_ebpf::{
 use linkrt_common::{
     Counter, STATS_LEN,
     nat::{Backend, CT_MAX, CtKey, CtVal, LOCAL_ADDRS_MAX, PORTMAP_MAX, PortKey},
+    policy::{CONFIG_ICC, ENDPOINTS_MAX, Endpoint, POLICY_MAX, PolicyKey},
 };
 
 const ETH_HLEN: usize = 14;
@@ -29,6 +30,9 @@ const IPV4_MIN_HLEN: usize = 20;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_SCTP: u8 = 132;
+const IPPROTO_ICMP: u8 = 1;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86DD;
 
 #[map(name = "LRT_STATS_V1")]
 static STATS: PerCpuArray<u64> = PerCpuArray::pinned(STATS_LEN, 0);
@@ -88,10 +92,29 @@ fn parse(ctx: &TcContext) -> Option<Pkt> {
         return None;
     }
     let l4proto = ctx.load::<u8>(ETH_HLEN + 9).ok()?;
-    if l4proto != IPPROTO_TCP && l4proto != IPPROTO_UDP && l4proto != IPPROTO_SCTP {
-        return None;
-    }
     let l4 = ETH_HLEN + ihl;
+    if l4proto == IPPROTO_ICMP {
+        // ICMP: `dport` carries the message type (for the link policy); never NATed.
+        let ty = ctx.load::<u8>(l4).ok().unwrap_or(255);
+        return Some(Pkt {
+            l4,
+            proto: l4proto,
+            saddr: ctx.load::<u32>(ETH_HLEN + 12).ok()?,
+            daddr: ctx.load::<u32>(ETH_HLEN + 16).ok()?,
+            sport: 0,
+            dport: ty as u16,
+        });
+    }
+    if l4proto != IPPROTO_TCP && l4proto != IPPROTO_UDP && l4proto != IPPROTO_SCTP {
+        return Some(Pkt {
+            l4,
+            proto: l4proto,
+            saddr: ctx.load::<u32>(ETH_HLEN + 12).ok()?,
+            daddr: ctx.load::<u32>(ETH_HLEN + 16).ok()?,
+            sport: 0,
+            dport: 0,
+        });
+    }
     let need = match l4proto {
         IPPROTO_TCP => 18,
         IPPROTO_UDP => 8,
@@ -157,7 +180,15 @@ fn rewrite(ctx: &mut TcContext, p: &Pkt, addr_off: usize, old_ip: u32, new_ip: u
 
 /// DNAT to a published port's backend, remembering the flow for the replies.
 #[inline(always)]
+fn has_ports(p: &Pkt) -> bool {
+    p.proto == IPPROTO_TCP || p.proto == IPPROTO_UDP || p.proto == IPPROTO_SCTP
+}
+
+#[inline(always)]
 fn dnat(ctx: &mut TcContext, p: &Pkt) -> bool {
+    if !has_ports(p) {
+        return false;
+    }
     let Some(b) = lookup_backend(p) else { return false };
     let key = CtKey { saddr: b.ip, daddr: p.saddr, sport: b.port, dport: p.sport, proto: p.proto, _pad: [0; 3] };
     let val = CtVal { orig_ip: p.daddr, orig_port: p.dport, _pad: 0 };
@@ -174,6 +205,9 @@ fn dnat(ctx: &mut TcContext, p: &Pkt) -> bool {
 /// Un-NAT of a reply of a published flow: its source becomes the published address again.
 #[inline(always)]
 fn reverse_nat(ctx: &mut TcContext, p: &Pkt) -> bool {
+    if !has_ports(p) {
+        return false;
+    }
     let key = CtKey { saddr: p.saddr, daddr: p.daddr, sport: p.sport, dport: p.dport, proto: p.proto, _pad: [0; 3] };
     // SAFETY: copied out at once.
     let Some(v) = (unsafe { CT.get(&key) }).copied() else { return false };
@@ -204,13 +238,108 @@ pub fn lrt_uplink_out(mut ctx: TcContext) -> i32 {
     TC_ACT_OK as i32
 }
 
+#[map(name = "LRT_POLICY_V1")]
+static POLICY: HashMap<PolicyKey, u32> = HashMap::pinned(POLICY_MAX, 0);
+
+#[map(name = "LRT_POLICY_CT_V1")]
+static POLICY_CT: LruHashMap<CtKey, u32> = LruHashMap::pinned(CT_MAX, 0);
+
+#[map(name = "LRT_ENDPOINTS_V1")]
+static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(ENDPOINTS_MAX, 0);
+
+#[map(name = "LRT_CONTAINER_IPS_V1")]
+static CONTAINER_IPS: HashMap<u32, u32> = HashMap::pinned(ENDPOINTS_MAX, 0);
+
+#[inline(always)]
+fn icc_on() -> bool {
+    CONFIG.get(CONFIG_ICC).copied().unwrap_or(0) != 0
+}
+
+#[inline(always)]
+fn drop_with(c: Counter) -> i32 {
+    count(c);
+    TC_ACT_SHOT
+}
+
+/// Anti-spoofing: the frame's source MAC, and the IPv4/ARP sender address, must be the
+/// container's own.
+#[inline(always)]
+fn spoofed(ctx: &TcContext, ep: &Endpoint) -> bool {
+    let Ok(mac) = ctx.load::<[u8; 6]>(6) else { return true };
+    if mac != ep.mac {
+        return true;
+    }
+    match ctx.load::<u16>(12).map(u16::from_be) {
+        Ok(ETH_P_IP) => ctx.load::<u32>(ETH_HLEN + 12).map(|a| a != ep.ip).unwrap_or(true),
+        Ok(ETH_P_ARP) => {
+            let sha = ctx.load::<[u8; 6]>(ETH_HLEN + 8);
+            let spa = ctx.load::<u32>(ETH_HLEN + 14);
+            !matches!((sha, spa), (Ok(m), Ok(a)) if m == ep.mac && a == ep.ip)
+        }
+        _ => false,
+    }
+}
+
+/// The link policy for a packet from one container to another (`--icc=false`).
+#[inline(always)]
+fn link_allows(p: &Pkt) -> bool {
+    if p.proto == IPPROTO_ICMP {
+        // Linked peers can ping (as the seed's `ping redis`): echo requests from recipient to
+        // source, echo replies back.
+        let (r, s) = match p.dport {
+            8 => (p.saddr, p.daddr),
+            0 => (p.daddr, p.saddr),
+            _ => return false,
+        };
+        let k = PolicyKey { saddr: r, daddr: s, dport: 0, proto: IPPROTO_ICMP, _pad: 0 };
+        return unsafe { POLICY.get(&k) }.is_some();
+    }
+    if !has_ports(p) {
+        return false;
+    }
+    let reply = CtKey { saddr: p.saddr, daddr: p.daddr, sport: p.sport, dport: p.dport, proto: p.proto, _pad: [0; 3] };
+    // Replies of allowed flows, and of flows to published ports (hairpin, tracked by the NAT).
+    if unsafe { POLICY_CT.get(&reply) }.is_some() || unsafe { CT.get(&reply) }.is_some() {
+        return true;
+    }
+    let k = PolicyKey { saddr: p.saddr, daddr: p.daddr, dport: p.dport, proto: p.proto, _pad: 0 };
+    if unsafe { POLICY.get(&k) }.is_none() {
+        return false;
+    }
+    // Remember the flow so that the source's replies pass.
+    let back = CtKey { saddr: p.daddr, daddr: p.saddr, sport: p.dport, dport: p.sport, proto: p.proto, _pad: [0; 3] };
+    let _ = POLICY_CT.insert(&back, &1, 0);
+    true
+}
+
 #[classifier]
 pub fn lrt_from_container(mut ctx: TcContext) -> i32 {
     count(Counter::FromContainer);
-    if let Some(p) = parse(&ctx) {
-        dnat(&mut ctx, &p);
+    // SAFETY: reading the skb's ifindex field.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    if let Some(ep) = unsafe { ENDPOINTS.get(&ifindex) }.copied() {
+        if spoofed(&ctx, &ep) {
+            return drop_with(Counter::DropSpoof);
+        }
     }
-    TC_ACT_OK as i32
+    let icc = icc_on();
+    if !icc && ctx.load::<u16>(12).map(u16::from_be) == Ok(ETH_P_IPV6) {
+        return drop_with(Counter::DropIpv6);
+    }
+    let Some(p) = parse(&ctx) else { return TC_ACT_OK as i32 };
+    // Published ports are reachable by everyone, through the host's addresses.
+    if dnat(&mut ctx, &p) || icc || p.saddr == p.daddr {
+        return TC_ACT_OK as i32;
+    }
+    if unsafe { CONTAINER_IPS.get(&p.daddr) }.is_none() {
+        return TC_ACT_OK as i32;
+    }
+    if link_allows(&p) {
+        count(Counter::PolicyAllow);
+        TC_ACT_OK as i32
+    } else {
+        drop_with(Counter::DropPolicy)
+    }
 }
 
 #[classifier]

@@ -20,6 +20,7 @@ use aya::{
 use linkrt_common::{
     Counter, maps,
     nat::{Backend, CtKey, CtVal, PortKey},
+    policy::{Endpoint, PolicyKey},
 };
 
 use crate::{
@@ -262,7 +263,7 @@ fn pinned_hash<K: aya::Pod, V: aya::Pod>(cfg: &Config, name: &'static str) -> Re
     let path = cfg.maps_dir().join(name);
     let data = MapData::from_pin(&path).map_err(|source| Error::Map { name, source })?;
     let map = match name {
-        maps::CT => Map::LruHashMap(data),
+        maps::CT | maps::POLICY_CT => Map::LruHashMap(data),
         _ => Map::HashMap(data),
     };
     aya::maps::HashMap::try_from(map).map_err(|source| Error::Map { name, source })
@@ -334,4 +335,55 @@ pub fn map_len(cfg: &Config, name: &'static str) -> Result<usize> {
         maps::PORTMAP => pinned_hash::<PortKey, Backend>(cfg, name)?.keys().count(),
         _ => pinned_hash::<u32, u32>(cfg, name)?.keys().count(),
     })
+}
+
+/// What the link policy looks like for the current set of running containers.
+#[derive(Debug, Default)]
+pub struct PolicyState {
+    /// Container veths: (host-side ifindex, IPv4, MAC).
+    pub endpoints: Vec<(u32, std::net::Ipv4Addr, [u8; 6])>,
+    /// Allowed flows: (recipient, source, port, protocol number); port 0 + proto 1 = ping.
+    pub allow: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr, u16, u8)>,
+    /// Inter-container communication unrestricted (Docker's `--icc=true`).
+    pub icc: bool,
+}
+
+fn sync_hash<K: aya::Pod + PartialEq, V: aya::Pod>(cfg: &Config, name: &'static str, want: &[(K, V)]) -> Result<()> {
+    let mut m = pinned_hash::<K, V>(cfg, name)?;
+    let old: Vec<K> = m.keys().filter_map(|k| k.ok()).collect();
+    for k in old.iter().filter(|k| !want.iter().any(|(w, _)| w == *k)) {
+        let _ = m.remove(k);
+    }
+    for (k, v) in want {
+        m.insert(k, v, 0).map_err(|source| Error::Map { name, source })?;
+    }
+    Ok(())
+}
+
+/// Makes the datapath's policy maps match `st`, and forgets tracked flows of addresses that
+/// no running container holds any more (so a reused IP inherits nothing).
+pub fn sync_policy(cfg: &Config, st: &PolicyState) -> Result<()> {
+    let be = |a: &std::net::Ipv4Addr| u32::from_ne_bytes(a.octets());
+    let eps: Vec<(u32, Endpoint)> =
+        st.endpoints.iter().map(|(i, ip, mac)| (*i, Endpoint { ip: be(ip), mac: *mac, _pad: [0; 2] })).collect();
+    let ips: Vec<(u32, u32)> = st.endpoints.iter().map(|(i, ip, _)| (be(ip), *i)).collect();
+    let pol: Vec<(PolicyKey, u32)> = st
+        .allow
+        .iter()
+        .map(|(r, s, port, proto)| (PolicyKey { saddr: be(r), daddr: be(s), dport: port.to_be(), proto: *proto, _pad: 0 }, 1))
+        .collect();
+    sync_hash(cfg, maps::ENDPOINTS, &eps)?;
+    sync_hash(cfg, maps::CONTAINER_IPS, &ips)?;
+    sync_hash(cfg, maps::POLICY, &pol)?;
+    let live: Vec<u32> = ips.iter().map(|(ip, _)| *ip).collect();
+    let mut pct = pinned_hash::<CtKey, u32>(cfg, maps::POLICY_CT)?;
+    let stale: Vec<CtKey> = pct.keys().filter_map(|k| k.ok()).filter(|k| !live.contains(&k.saddr) || !live.contains(&k.daddr)).collect();
+    for k in stale {
+        let _ = pct.remove(&k);
+    }
+    let path = cfg.maps_dir().join(maps::CONFIG);
+    let data = MapData::from_pin(&path).map_err(|source| Error::Map { name: maps::CONFIG, source })?;
+    let mut arr: Array<MapData, u64> =
+        Array::try_from(Map::Array(data)).map_err(|source| Error::Map { name: maps::CONFIG, source })?;
+    arr.set(linkrt_common::policy::CONFIG_ICC, st.icc as u64, 0).map_err(|source| Error::Map { name: maps::CONFIG, source })
 }

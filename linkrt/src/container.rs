@@ -375,6 +375,7 @@ fn prepare_inner(store: &Store, c: &mut Container, all: &[Container]) -> Result<
     rewrite_in_place(&dir.join("resolv.conf"), &resolv_conf())?;
 
     store.save(c)?;
+    sync_policy(store)?;
     prepared_for(store, c)
 }
 
@@ -466,6 +467,58 @@ pub fn teardown_network(store: &Store, c: &Container) -> Result<()> {
     if errs.is_empty() { Ok(()) } else { Err(Error::Multiple(errs)) }
 }
 
+/// Whether inter-container communication is unrestricted (Docker's `--icc`). Secure by
+/// default: off. `LINKRT_ICC=true|false` changes it, and the choice is kept in the state dir.
+pub fn icc_enabled(cfg: &Config) -> Result<bool> {
+    let path = cfg.root.join("bridge.v1.json");
+    if let Ok(v) = std::env::var("LINKRT_ICC") {
+        let on = match v.as_str() {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => return Err(Error::user(format!("invalid LINKRT_ICC {v:?}: want true or false"))),
+        };
+        state::write_atomic(&path, serde_json::json!({ "icc": on }).to_string().as_bytes())?;
+        return Ok(on);
+    }
+    Ok(fs::read(&path)
+        .ok()
+        .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        .and_then(|v| v["icc"].as_bool())
+        .unwrap_or(false))
+}
+
+/// Brings the datapath's link policy in line with the running containers: each link
+/// (recipient → source) allows the source's exposed ports, and ping.
+pub fn sync_policy(store: &Store) -> Result<()> {
+    if !store.cfg.maps_dir().join(linkrt_common::maps::POLICY).exists() {
+        return Ok(());
+    }
+    let all = store.all()?;
+    // Running containers, and the one being started (network set up, not yet marked running).
+    let running: Vec<&Container> =
+        all.iter().filter(|c| c.state.status == Status::Running || (c.state.veth.is_some() && c.state.ip.is_some())).collect();
+    let ip_of = |c: &Container| c.state.ip.as_deref().and_then(|i| i.parse::<Ipv4Addr>().ok());
+    let mut st = bpf::PolicyState { icc: icc_enabled(&store.cfg)?, ..Default::default() };
+    for c in &running {
+        let (Some(ip), Some(veth), Some(mac)) = (ip_of(c), c.state.veth.as_deref(), c.state.mac.as_deref()) else { continue };
+        let Ok(ifindex) = nix::net::if_::if_nametoindex(veth) else { continue };
+        let mut m = [0u8; 6];
+        for (i, part) in mac.split(':').enumerate().take(6) {
+            m[i] = u8::from_str_radix(part, 16).unwrap_or(0);
+        }
+        st.endpoints.push((ifindex, ip, m));
+        for l in &c.spec.links {
+            let Some(src) = running.iter().find(|s| s.id == l.source_id) else { continue };
+            let Some(sip) = ip_of(src) else { continue };
+            st.allow.push((ip, sip, 0, 1));
+            for p in &src.spec.exposed {
+                st.allow.push((ip, sip, p.port, p.proto.number()));
+            }
+        }
+    }
+    bpf::sync_policy(&store.cfg, &st)
+}
+
 /// Records a start: running, with its PIDs.
 pub fn mark_running(store: &Store, c: &mut Container, pid: i32, supervisor: i32) -> Result<()> {
     c.state.status = Status::Running;
@@ -476,7 +529,8 @@ pub fn mark_running(store: &Store, c: &mut Container, pid: i32, supervisor: i32)
     c.state.started_at = Some(state::now_rfc3339());
     c.state.finished_at = None;
     store.save(c)?;
-    refresh_recipients(store, c)
+    refresh_recipients(store, c)?;
+    sync_policy(store)
 }
 
 /// Undoes a failed start: network removed, status `Created` with the exit code and error.
@@ -512,6 +566,7 @@ pub fn finish(cfg: &Config, id: &str, exit_code: i32) -> Result<()> {
     } else {
         store.save(&c)?;
     }
+    sync_policy(&store)?;
     r
 }
 
@@ -561,7 +616,7 @@ pub fn reconcile(store: &Store) -> Result<()> {
     if ipam.leases.len() != before {
         ipam.save(&store.cfg)?;
     }
-    Ok(())
+    sync_policy(store)
 }
 
 fn placeholder(id: &str) -> Result<Container> {

@@ -235,6 +235,18 @@ impl Host {
         Host { ns: NetNs::new("lrt-host"), t: TestConfig::new() }
     }
 
+    /// Runs `linkrt ARGS` with extra environment variables.
+    pub fn linkrt_env(&self, env: &[(&str, &str)], args: &[&str]) -> Out {
+        let mut c = self.command(args);
+        c.envs(env.iter().copied());
+        let o = run_with_timeout(&mut c, std::time::Duration::from_secs(120));
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
         c.arg(format!("--net={}", self.ns.path().display()))

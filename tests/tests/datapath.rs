@@ -205,3 +205,32 @@ fn fragments_truncated_and_sctp_packets() {
     assert_eq!(counter(&l, Counter::Malformed), 1);
     assert_eq!(counter(&l, Counter::Dnat), 1, "only the SCTP packet was translated");
 }
+
+const TC_ACT_SHOT: u32 = 2;
+
+#[test]
+fn link_policy_allows_linked_flows_and_their_replies_only() {
+    use linkrt_common::policy::PolicyKey;
+    let mut l = load();
+    let (r, s, o) = (Ipv4Addr::new(172, 17, 0, 2), Ipv4Addr::new(172, 17, 0, 3), Ipv4Addr::new(172, 17, 0, 4));
+    {
+        let mut ips: HashMap<_, u32, u32> = HashMap::try_from(l.ebpf.map_mut(maps::CONTAINER_IPS).unwrap()).unwrap();
+        for (i, ip) in [r, s, o].iter().enumerate() {
+            ips.insert(be(*ip), i as u32 + 10, 0).unwrap();
+        }
+        let mut pol: HashMap<_, PolicyKey, u32> = HashMap::try_from(l.ebpf.map_mut(maps::POLICY).unwrap()).unwrap();
+        pol.insert(PolicyKey { saddr: be(r), daddr: be(s), dport: 6379u16.to_be(), proto: pkt::PROTO_TCP, _pad: 0 }, 1, 0).unwrap();
+    }
+    let from = maps::PROG_FROM_CONTAINER;
+    assert_eq!(run(&mut l, from, &pkt::tcp(s, 6379, r, 40000, 0x12, b"")).0, TC_ACT_SHOT, "no reply before the request");
+    assert_eq!(run(&mut l, from, &pkt::tcp(r, 40000, s, 6379, 0x02, b"")).0, TC_ACT_OK, "linked flow");
+    assert_eq!(run(&mut l, from, &pkt::tcp(s, 6379, r, 40000, 0x12, b"")).0, TC_ACT_OK, "its reply");
+    assert_eq!(run(&mut l, from, &pkt::tcp(r, 40001, s, 6380, 0x02, b"")).0, TC_ACT_SHOT, "another port");
+    assert_eq!(run(&mut l, from, &pkt::tcp(o, 40000, s, 6379, 0x02, b"")).0, TC_ACT_SHOT, "an unlinked container");
+    assert_eq!(run(&mut l, from, &pkt::tcp(s, 5000, r, 80, 0x02, b"")).0, TC_ACT_SHOT, "the reverse direction");
+    assert_eq!(run(&mut l, from, &pkt::udp(r, 5000, s, 6379, b"x")).0, TC_ACT_SHOT, "another protocol");
+    // Traffic to the host and the outside is not the link policy's business.
+    assert_eq!(run(&mut l, from, &pkt::tcp(r, 40000, Ipv4Addr::new(172, 17, 0, 1), 22, 0x02, b"")).0, TC_ACT_OK);
+    assert_eq!(counter(&l, Counter::DropPolicy), 5);
+    assert_eq!(counter(&l, Counter::PolicyAllow), 2);
+}

@@ -98,8 +98,8 @@ fn names_conflicts_and_ipam_reuse() {
     h.ok(&["rm", "-f", "db"]);
     let again = h.ok(&["run", "-d", "alpine", "sleep", "300"]);
     assert_eq!(h.inspect(&again, "{{.NetworkSettings.IPAddress}}"), "172.17.0.2", "the freed address is reused");
-    // Containers reach each other over the bridge (ICC on until link enforcement lands).
-    assert_eq!(h.linkrt(&["exec", &again, "ping", "-c", "1", "-W", "2", "172.17.0.3"]).code, 0);
+    // Unlinked containers do not reach each other (secure by default, Docker's --icc=false).
+    assert_ne!(h.linkrt(&["exec", &again, "ping", "-c", "1", "-W", "1", "172.17.0.3"]).code, 0);
 }
 
 #[test]
