@@ -332,7 +332,10 @@ pub fn set_local_addrs(cfg: &Config, addrs: &[std::net::Ipv4Addr]) -> Result<()>
 pub fn map_len(cfg: &Config, name: &'static str) -> Result<usize> {
     Ok(match name {
         maps::CT => pinned_hash::<CtKey, CtVal>(cfg, name)?.keys().count(),
+        maps::POLICY_CT => pinned_hash::<CtKey, u32>(cfg, name)?.keys().count(),
         maps::PORTMAP => pinned_hash::<PortKey, Backend>(cfg, name)?.keys().count(),
+        maps::POLICY => pinned_hash::<PolicyKey, u32>(cfg, name)?.keys().count(),
+        maps::ENDPOINTS => pinned_hash::<u32, Endpoint>(cfg, name)?.keys().count(),
         _ => pinned_hash::<u32, u32>(cfg, name)?.keys().count(),
     })
 }

@@ -1,4 +1,5 @@
 use linkrt::{Config, bpf};
+use linkrt_common::maps;
 
 use super::{CmdResult, Failure};
 
@@ -6,14 +7,18 @@ pub fn status(cfg: &Config) -> CmdResult {
     println!("bpffs:      {}", cfg.bpffs.display());
     let ifs = bpf::attached_interfaces(cfg);
     println!("attached:   {} interface(s){}{}", ifs.len(), if ifs.is_empty() { "" } else { ": " }, ifs.join(" "));
-    match bpf::stats(cfg) {
-        Ok(stats) => {
-            println!("counters:");
-            for (name, v) in stats {
-                println!("  {name:<16} {v}");
-            }
+    println!("icc:        {}", if linkrt::container::icc_enabled(cfg).map_err(Failure::cli)? { "on (all containers talk)" } else { "off (links only)" });
+    println!("maps:");
+    for name in [maps::PORTMAP, maps::CT, maps::POLICY, maps::POLICY_CT, maps::ENDPOINTS, maps::LOCAL_ADDRS] {
+        match bpf::map_len(cfg, name) {
+            Ok(n) => println!("  {name:<22} {n} entries"),
+            Err(_) => println!("  {name:<22} (not created yet)"),
         }
-        Err(e) => return Err(Failure::cli(e)),
+    }
+    let stats = bpf::stats(cfg).map_err(Failure::cli)?;
+    println!("counters:");
+    for (name, v) in stats {
+        println!("  {name:<16} {v}");
     }
     Ok(0)
 }
