@@ -14,13 +14,14 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT},
-    macros::{classifier, map},
-    maps::{HashMap, LruHashMap, PerCpuArray},
-    programs::TcContext,
+    helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie},
+    macros::{cgroup_sock_addr, classifier, map},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    programs::{SockAddrContext, TcContext},
 };
 use linkrt_common::{
     Counter, STATS_LEN,
-    nat::{Backend, CT_MAX, CtKey, CtVal, LOCAL_ADDRS_MAX, PORTMAP_MAX, PortKey},
+    nat::{Backend, CT_MAX, CtKey, CtVal, LOCAL_ADDRS_MAX, PORTMAP_MAX, PortKey, SockRev},
     policy::{CONFIG_ICC, ENDPOINTS_MAX, Endpoint, POLICY_MAX, PolicyKey},
 };
 
@@ -46,6 +47,24 @@ static CT: LruHashMap<CtKey, CtVal> = LruHashMap::pinned(CT_MAX, 0);
 #[map(name = "LRT_LOCAL_ADDRS_V1")]
 static LOCAL_ADDRS: HashMap<u32, u32> = HashMap::pinned(LOCAL_ADDRS_MAX, 0);
 
+#[map(name = "LRT_CONFIG_V1")]
+static CONFIG: Array<u64> = Array::pinned(linkrt_common::nat::CONFIG_LEN, 0);
+
+#[map(name = "LRT_SOCK_REV_V1")]
+static SOCK_REV: LruHashMap<u64, SockRev> = LruHashMap::pinned(linkrt_common::nat::SOCK_REV_MAX, 0);
+
+#[map(name = "LRT_POLICY_V1")]
+static POLICY: HashMap<PolicyKey, u32> = HashMap::pinned(POLICY_MAX, 0);
+
+#[map(name = "LRT_POLICY_CT_V1")]
+static POLICY_CT: LruHashMap<CtKey, u32> = LruHashMap::pinned(CT_MAX, 0);
+
+#[map(name = "LRT_ENDPOINTS_V1")]
+static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(ENDPOINTS_MAX, 0);
+
+#[map(name = "LRT_CONTAINER_IPS_V1")]
+static CONTAINER_IPS: HashMap<u32, u32> = HashMap::pinned(ENDPOINTS_MAX, 0);
+
 #[inline(always)]
 fn count(c: Counter) {
     if let Some(slot) = STATS.get_ptr_mut(c as u32) {
@@ -54,7 +73,8 @@ fn count(c: Counter) {
     }
 }
 
-/// The parsed headers of an IPv4 TCP/UDP/SCTP packet. Addresses and ports in network order.
+/// The parsed headers of an IPv4 packet. Addresses and ports in network order; ports are 0
+/// for protocols without them.
 struct Pkt {
     l4: usize,
     proto: u8,
@@ -93,27 +113,12 @@ fn parse(ctx: &TcContext) -> Option<Pkt> {
     }
     let l4proto = ctx.load::<u8>(ETH_HLEN + 9).ok()?;
     let l4 = ETH_HLEN + ihl;
-    if l4proto == IPPROTO_ICMP {
-        // ICMP: `dport` carries the message type (for the link policy); never NATed.
-        let ty = ctx.load::<u8>(l4).ok().unwrap_or(255);
-        return Some(Pkt {
-            l4,
-            proto: l4proto,
-            saddr: ctx.load::<u32>(ETH_HLEN + 12).ok()?,
-            daddr: ctx.load::<u32>(ETH_HLEN + 16).ok()?,
-            sport: 0,
-            dport: ty as u16,
-        });
-    }
+    let saddr = ctx.load::<u32>(ETH_HLEN + 12).ok()?;
+    let daddr = ctx.load::<u32>(ETH_HLEN + 16).ok()?;
     if l4proto != IPPROTO_TCP && l4proto != IPPROTO_UDP && l4proto != IPPROTO_SCTP {
-        return Some(Pkt {
-            l4,
-            proto: l4proto,
-            saddr: ctx.load::<u32>(ETH_HLEN + 12).ok()?,
-            daddr: ctx.load::<u32>(ETH_HLEN + 16).ok()?,
-            sport: 0,
-            dport: 0,
-        });
+        // No ports: never NATed. For ICMP, `dport` carries the message type (link policy).
+        let ty = if l4proto == IPPROTO_ICMP { ctx.load::<u8>(l4).ok().unwrap_or(255) as u16 } else { 0 };
+        return Some(Pkt { l4, proto: l4proto, saddr, daddr, sport: 0, dport: ty });
     }
     let need = match l4proto {
         IPPROTO_TCP => 18,
@@ -124,14 +129,7 @@ fn parse(ctx: &TcContext) -> Option<Pkt> {
         count(Counter::Malformed);
         return None;
     }
-    Some(Pkt {
-        l4,
-        proto: l4proto,
-        saddr: ctx.load::<u32>(ETH_HLEN + 12).ok()?,
-        daddr: ctx.load::<u32>(ETH_HLEN + 16).ok()?,
-        sport: ctx.load::<u16>(l4).ok()?,
-        dport: ctx.load::<u16>(l4 + 2).ok()?,
-    })
+    Some(Pkt { l4, proto: l4proto, saddr, daddr, sport: ctx.load::<u16>(l4).ok()?, dport: ctx.load::<u16>(l4 + 2).ok()? })
 }
 
 /// The backend of a published host endpoint, if `p` is addressed to one.
@@ -237,18 +235,6 @@ pub fn lrt_uplink_out(mut ctx: TcContext) -> i32 {
     }
     TC_ACT_OK as i32
 }
-
-#[map(name = "LRT_POLICY_V1")]
-static POLICY: HashMap<PolicyKey, u32> = HashMap::pinned(POLICY_MAX, 0);
-
-#[map(name = "LRT_POLICY_CT_V1")]
-static POLICY_CT: LruHashMap<CtKey, u32> = LruHashMap::pinned(CT_MAX, 0);
-
-#[map(name = "LRT_ENDPOINTS_V1")]
-static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(ENDPOINTS_MAX, 0);
-
-#[map(name = "LRT_CONTAINER_IPS_V1")]
-static CONTAINER_IPS: HashMap<u32, u32> = HashMap::pinned(ENDPOINTS_MAX, 0);
 
 #[inline(always)]
 fn icc_on() -> bool {
@@ -366,19 +352,6 @@ static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 // sent to the container at connect()/sendmsg() time: no per-packet NAT, no route_localnet.
 // The hooks act only in the host namespace linkrt manages (CONFIG[0] = its netns cookie).
 
-use aya_ebpf::{
-    helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie},
-    macros::cgroup_sock_addr,
-    maps::Array,
-    programs::SockAddrContext,
-};
-use linkrt_common::nat::SockRev;
-
-#[map(name = "LRT_CONFIG_V1")]
-static CONFIG: Array<u64> = Array::pinned(linkrt_common::nat::CONFIG_LEN, 0);
-
-#[map(name = "LRT_SOCK_REV_V1")]
-static SOCK_REV: LruHashMap<u64, SockRev> = LruHashMap::pinned(linkrt_common::nat::SOCK_REV_MAX, 0);
 
 #[inline(always)]
 fn in_host_netns(ctx: &SockAddrContext) -> bool {

@@ -104,11 +104,10 @@ fn new_id() -> String {
 pub fn create(store: &Store, opts: &CreateOptions) -> Result<Container> {
     let img: Image = image::find(&opts.image)?;
     img.check_requirements()?;
-    if let Some(r) = &opts.rootfs {
-        if !r.is_dir() {
+    if let Some(r) = &opts.rootfs
+        && !r.is_dir() {
             return Err(Error::user(format!("invalid --rootfs {}: not a directory", r.display())));
         }
-    }
     let all = store.all()?;
     let name = match &opts.name {
         Some(n) => {
@@ -363,11 +362,10 @@ fn prepare_inner(store: &Store, c: &mut Container, all: &[Container]) -> Result<
     bpf::publish(cfg, &c.state.ports, &ep.ip.to_string())?;
 
     for l in &c.spec.links {
-        if let Some(s) = all.iter().find(|s| s.id == l.source_id) {
-            if let Some(ip) = &s.state.ip {
+        if let Some(s) = all.iter().find(|s| s.id == l.source_id)
+            && let Some(ip) = &s.state.ip {
                 c.state.link_ips.insert(s.id.clone(), ip.clone());
             }
-        }
     }
     let dir = store.dir(&c.id);
     rewrite_in_place(&dir.join("hosts"), &render_hosts(c, all))?;
@@ -419,7 +417,7 @@ const TMPFS_MAGIC: i64 = 0x01021994;
 fn overlay_dir(cfg: &Config, id: &str) -> Result<PathBuf> {
     let base = cfg.run_root.join("overlay");
     state::create_private_dir(&base)?;
-    let on_tmpfs = nix::sys::statfs::statfs(&base).map(|s| s.filesystem_type().0 as i64 == TMPFS_MAGIC).unwrap_or(false);
+    let on_tmpfs = nix::sys::statfs::statfs(&base).map(|s| s.filesystem_type().0 == TMPFS_MAGIC).unwrap_or(false);
     if !on_tmpfs {
         nix::mount::mount(Some("tmpfs"), &base, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("mode=0700"))
             .map_err(|e| Error::io("mounting tmpfs on", &base, e.into()))?;
@@ -447,14 +445,13 @@ pub fn refresh_recipients(store: &Store, c: &Container) -> Result<()> {
 pub fn teardown_network(store: &Store, c: &Container) -> Result<()> {
     let mut errs = Vec::new();
     let veth = network::veth_name(c.short_id());
-    if !c.state.ports.is_empty() || c.state.ip.is_some() {
-        if let Err(e) = bpf::unpublish(&store.cfg, &c.state.ports, c.state.ip.as_deref()) {
+    if (!c.state.ports.is_empty() || c.state.ip.is_some())
+        && let Err(e) = bpf::unpublish(&store.cfg, &c.state.ports, c.state.ip.as_deref()) {
             // Maps not created yet (the datapath never loaded): nothing to remove.
             if store.cfg.maps_dir().join(linkrt_common::maps::PORTMAP).exists() {
                 errs.push(e);
             }
         }
-    }
     if let Err(e) = bpf::detach(&store.cfg, &veth) {
         errs.push(e);
     }

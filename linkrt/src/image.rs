@@ -79,11 +79,10 @@ impl Image {
                     f.path
                 )));
             }
-            if let Some(s) = &f.source {
-                if file_content(s).is_none() {
+            if let Some(s) = &f.source
+                && file_content(s).is_none() {
                     return Err(Error::user(format!("invalid image definition: unknown source file {s}")));
                 }
-            }
         }
         img.exposed()?;
         Ok(img)

@@ -76,11 +76,10 @@ pub fn env_vars(recipient: &str, alias: &str, ip: &str, source_env: &[String], e
     }
     env.push(format!("{a}_NAME={name}"));
     for v in source_env {
-        if let Some((k, val)) = v.split_once('=') {
-            if k != "HOME" && k != "PATH" {
+        if let Some((k, val)) = v.split_once('=')
+            && k != "HOME" && k != "PATH" {
                 env.push(format!("{a}_ENV_{k}={val}"));
             }
-        }
     }
     env
 }

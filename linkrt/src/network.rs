@@ -162,16 +162,14 @@ pub fn setup_endpoint(short_id: &str, ip: Ipv4Addr, subnet: &Subnet) -> Result<E
 pub fn teardown_endpoint(short_id: &str) -> Result<()> {
     let veth = veth_name(short_id);
     let mut errs = Vec::new();
-    if link_exists(&veth) {
-        if let Err(e) = ip_cmd(&["link", "del", &veth]) {
+    if link_exists(&veth)
+        && let Err(e) = ip_cmd(&["link", "del", &veth]) {
             errs.push(e);
         }
-    }
-    if netns_path(short_id).exists() {
-        if let Err(e) = ip_cmd(&["netns", "del", &netns_name(short_id)]) {
+    if netns_path(short_id).exists()
+        && let Err(e) = ip_cmd(&["netns", "del", &netns_name(short_id)]) {
             errs.push(e);
         }
-    }
     if errs.is_empty() { Ok(()) } else { Err(Error::Multiple(errs)) }
 }
 

@@ -186,11 +186,10 @@ impl Store {
             Err(e) => return Err(Error::io("reading", &dir, e)),
         };
         for e in rd.flatten() {
-            if let Some(id) = e.file_name().to_str() {
-                if let Ok(c) = self.load(id) {
+            if let Some(id) = e.file_name().to_str()
+                && let Ok(c) = self.load(id) {
                     v.push(c);
                 }
-            }
         }
         v.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
         Ok(v)

@@ -4,7 +4,7 @@
 //! `run -d`/`start` re-execute the linkrt binary as `linkrt __supervise ID` in its own session;
 //! a foreground `run` is its own supervisor.
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{File, OpenOptions},
     io::{Read, Write},
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
@@ -42,11 +42,10 @@ pub fn reserve_ports(maps: &[crate::ports::Mapping]) -> Vec<OwnedFd> {
             crate::ports::Proto::Sctp => continue,
         };
         let Ok(ip) = m.host_ip.parse::<std::net::Ipv4Addr>() else { continue };
-        if let Ok(fd) = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None) {
-            if bind(fd.as_raw_fd(), &SockaddrIn::from(std::net::SocketAddrV4::new(ip, m.host_port))).is_ok() {
+        if let Ok(fd) = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)
+            && bind(fd.as_raw_fd(), &SockaddrIn::from(std::net::SocketAddrV4::new(ip, m.host_port))).is_ok() {
                 v.push(fd);
             }
-        }
     }
     v
 }
@@ -153,7 +152,7 @@ pub fn supervise_main(cfg: &Config, id: &str) -> i32 {
     let mut status = unsafe { File::from_raw_fd(3) };
     let store = Store::new(cfg);
     let fail = |status: &mut File, msg: String| {
-        let _ = write!(status, "ERR 125 {msg}\n");
+        let _ = writeln!(status, "ERR 125 {msg}");
         125
     };
     let c = match store.load(id) {
@@ -161,7 +160,7 @@ pub fn supervise_main(cfg: &Config, id: &str) -> i32 {
         Err(e) => return fail(&mut status, e.to_string()),
     };
     // Rebuild what prepare_start computed (the CLI holds the lock and saved the record).
-    let prep = match rebuild_prepared(&store, &c) {
+    let prep = match container::prepared_for(&store, &c) {
         Ok(p) => p,
         Err(e) => return fail(&mut status, e.to_string()),
     };
@@ -208,11 +207,6 @@ pub fn supervise_main(cfg: &Config, id: &str) -> i32 {
     }
     let _ = container::finish(cfg, id, code);
     0
-}
-
-/// Recomputes the rootfs and env of a prepared container (in the supervisor process).
-fn rebuild_prepared(store: &Store, c: &Container) -> Result<Prepared> {
-    container::prepared_for(store, c)
 }
 
 /// Copies from `src` to every writer until EOF or EIO (a pty whose slave side closed).
@@ -369,10 +363,4 @@ fn run_foreground(cfg: &Config, store: &Store, c: &mut Container, prep: Prepared
     drop(null);
     container::finish(cfg, &c.id, code)?;
     Ok(code)
-}
-
-pub fn remove_log_files(store: &Store, id: &str) {
-    let (o, e) = log_paths(store, id);
-    let _ = fs::remove_file(o);
-    let _ = fs::remove_file(e);
 }

@@ -35,8 +35,9 @@ pub fn logs(cfg: &Config, a: LogsArgs) -> CmdResult {
         if !a.follow {
             return Ok(0);
         }
+        // Follow while the container runs (one last read above caught its final output).
         match store.load(&c.id) {
-            Ok(now) if now.state.status == Status::Running && now.state.started_at == c.state.started_at || now_is_same_run(&now, &c) => {}
+            Ok(now) if now.state.status == Status::Running => {}
             _ => return Ok(0),
         }
         if out.is_none() {
@@ -47,8 +48,4 @@ pub fn logs(cfg: &Config, a: LogsArgs) -> CmdResult {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn now_is_same_run(now: &linkrt::state::Container, then: &linkrt::state::Container) -> bool {
-    then.state.status != Status::Running && now.state.status == Status::Running
 }
