@@ -203,6 +203,9 @@ fn dnat(ctx: &mut TcContext, p: &Pkt) -> bool {
 /// Un-NAT of a reply of a published flow: its source becomes the published address again.
 #[inline(always)]
 fn reverse_nat(ctx: &mut TcContext, p: &Pkt) -> bool {
+    if p.proto == IPPROTO_ICMP {
+        return reverse_nat_icmp_error(ctx, p);
+    }
     if !has_ports(p) {
         return false;
     }
@@ -210,6 +213,63 @@ fn reverse_nat(ctx: &mut TcContext, p: &Pkt) -> bool {
     // SAFETY: copied out at once.
     let Some(v) = (unsafe { CT.get(&key) }).copied() else { return false };
     if rewrite(ctx, p, ETH_HLEN + 12, p.saddr, v.orig_ip, p.l4, p.sport, v.orig_port).is_ok() {
+        count(Counter::ReverseNat);
+        true
+    } else {
+        count(Counter::Malformed);
+        false
+    }
+}
+
+/// ICMP errors (destination unreachable, time exceeded, parameter problem) that a container
+/// sends about a NATed flow: the outer source and the quoted packet's destination become the
+/// published address again, so that the client's stack matches the error to its socket.
+/// The quoted L4 checksum is left alone (it may be cut off, and no stack checks it).
+#[inline(always)]
+fn reverse_nat_icmp_error(ctx: &mut TcContext, p: &Pkt) -> bool {
+    if !(p.dport == 3 || p.dport == 11 || p.dport == 12) {
+        return false;
+    }
+    let len = ctx.len() as usize;
+    let inner = p.l4 + 8;
+    let Ok(vihl) = ctx.load::<u8>(inner) else { return false };
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || len < inner + ihl + 4 {
+        return false;
+    }
+    let Ok(proto) = ctx.load::<u8>(inner + 9) else { return false };
+    let il4 = inner + ihl;
+    let (Ok(isrc), Ok(idst), Ok(isport), Ok(idport), Ok(icsum)) = (
+        ctx.load::<u32>(inner + 12),
+        ctx.load::<u32>(inner + 16),
+        ctx.load::<u16>(il4),
+        ctx.load::<u16>(il4 + 2),
+        ctx.load::<u16>(inner + 10),
+    ) else {
+        return false;
+    };
+    let key = CtKey { saddr: idst, daddr: isrc, sport: idport, dport: isport, proto, _pad: [0; 3] };
+    // SAFETY: copied out at once.
+    let Some(v) = (unsafe { CT.get(&key) }).copied() else { return false };
+    let icmp_csum = p.l4 + 2;
+    let r = (|| -> Result<(), i64> {
+        // Quoted IP header: destination, and its own checksum.
+        ctx.l3_csum_replace(inner + 10, idst as u64, v.orig_ip as u64, 4)?;
+        let new_icsum = ctx.load::<u16>(inner + 10)?;
+        ctx.store(inner + 16, &v.orig_ip, 0)?;
+        ctx.store(il4 + 2, &v.orig_port, 0)?;
+        // The ICMP checksum covers every quoted byte we changed.
+        ctx.l3_csum_replace(icmp_csum, idst as u64, v.orig_ip as u64, 4)?;
+        ctx.l3_csum_replace(icmp_csum, icsum as u64, new_icsum as u64, 2)?;
+        ctx.l3_csum_replace(icmp_csum, idport as u64, v.orig_port as u64, 2)?;
+        // Outer source, when it is the container (not a router on the way).
+        if p.saddr == idst {
+            ctx.l3_csum_replace(ETH_HLEN + 10, p.saddr as u64, v.orig_ip as u64, 4)?;
+            ctx.store(ETH_HLEN + 12, &v.orig_ip, 0)?;
+        }
+        Ok(())
+    })();
+    if r.is_ok() {
         count(Counter::ReverseNat);
         true
     } else {

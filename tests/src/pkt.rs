@@ -135,3 +135,18 @@ pub fn endpoints(f: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
         u16::from_be_bytes([l4[2], l4[3]]),
     )
 }
+
+/// An ICMP "port unreachable" from `src` to `dst` quoting `quoted` (a frame built by this
+/// module: its IP header and the first 8 bytes of its L4 header are quoted).
+pub fn icmp_port_unreachable(src: Ipv4Addr, dst: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
+    let mut m = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&quoted[14..14 + 20 + 8]);
+    let c = csum_fold(csum_add(&m, 0));
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    frame(src, dst, 1, &m)
+}
+
+/// Whether the outer IP, ICMP and quoted IP checksums of an ICMP error are valid.
+pub fn icmp_error_ok(f: &[u8]) -> bool {
+    csum_fold(csum_add(&f[14..34], 0)) == 0 && csum_fold(csum_add(&f[34..], 0)) == 0 && csum_fold(csum_add(&f[42..62], 0)) == 0
+}

@@ -234,3 +234,25 @@ fn link_policy_allows_linked_flows_and_their_replies_only() {
     assert_eq!(counter(&l, Counter::DropPolicy), 5);
     assert_eq!(counter(&l, Counter::PolicyAllow), 2);
 }
+
+#[test]
+fn icmp_errors_about_nated_flows_are_translated() {
+    let mut l = load();
+    publish(&mut l, 0, 5353, pkt::PROTO_UDP, 53);
+    let q = pkt::udp(CLIENT, 40000, HOST, 5353, b"query");
+    let (_, dnated) = run(&mut l, maps::PROG_UPLINK_IN, &q);
+    // The container answers "port unreachable", quoting the packet it received.
+    let err = pkt::icmp_port_unreachable(CTR, CLIENT, &dnated);
+    assert!(pkt::icmp_error_ok(&err));
+    let (rc, out) = run(&mut l, maps::PROG_UPLINK_OUT, &err);
+    assert_eq!(rc, TC_ACT_OK);
+    assert_eq!(&out[26..30], &HOST.octets(), "outer source is the published address");
+    let quoted = &out[42..];
+    assert_eq!(&quoted[12..16], &CLIENT.octets());
+    assert_eq!(&quoted[16..20], &HOST.octets(), "quoted destination restored");
+    assert_eq!(&quoted[22..24], &5353u16.to_be_bytes(), "quoted port restored");
+    assert!(pkt::icmp_error_ok(&out), "outer IP, ICMP and quoted IP checksums valid");
+    // An ICMP error about an unknown flow is left alone.
+    let other = pkt::icmp_port_unreachable(CTR, CLIENT, &pkt::udp(CLIENT, 1, CTR, 9, b""));
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_OUT, &other).1, other);
+}

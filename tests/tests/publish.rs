@@ -81,9 +81,16 @@ fn udp_hairpin_localhost_binding_and_removal_on_stop() {
     let h = Host::new();
     let cl = Client::new(&h);
     let script = udp_echo_script(53);
-    h.ok(&["run", "-d", "--name", "dns", "-p", "5353:53/udp", "alpine", "python3", "-c", &script]);
+    h.ok(&["run", "-d", "--name", "dns", "-p", "5353:53/udp", "-p", "5354:54/udp", "alpine", "python3", "-c", &script]);
     let (data, from) = eventually(10, || udp_roundtrip(&cl.ns, &format!("{HOST_IP}:5353"), "hi"));
     assert_eq!((data.as_str(), from.as_str()), ("echo:hi", "10.200.0.1:5353"), "the reply comes from the published address");
+    // Nothing listens on 54: the container's ICMP port unreachable, translated, reaches the
+    // client's connected socket as "connection refused" (instead of a silent timeout).
+    let probe = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(3)\ns.connect(('{HOST_IP}',5354))\ns.send(b'x')\ntry:\n s.recv(9)\nexcept ConnectionRefusedError:\n print('refused')"
+    );
+    let o = cl.ns.try_exec(&["python3", "-c", &probe]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "refused", "{o:?}");
 
     h.ok(&["run", "-d", "--name", "web", "-p", "8080:5000", "-p", "127.0.0.1:9090:5000", "training/webapp"]);
     assert_eq!(hello(&cl, &format!("http://{HOST_IP}:8080/")), "Hello world!");
