@@ -24,6 +24,9 @@ pub const ENDPOINTS: &str = "LRT_ENDPOINTS_V1";
 /// Container addresses (IP → ifindex).
 pub const CONTAINER_IPS: &str = "LRT_CONTAINER_IPS_V1";
 
+/// Datapath events for `linkrt monitor` (ring buffer of `stats::Event`).
+pub const EVENTS: &str = "LRT_EVENTS_V1";
+
 /// Program names (function names in `linkrt-ebpf`).
 pub const PROG_FROM_CONTAINER: &str = "lrt_from_container";
 pub const PROG_TO_CONTAINER: &str = "lrt_to_container";

@@ -74,3 +74,41 @@ impl Counter {
         }
     }
 }
+
+/// One datapath event, written to the `EVENTS` ring buffer (`linkrt monitor`).
+/// Addresses and ports in network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// [`EVENT_DROP`] or [`EVENT_NAT`].
+    pub kind: u8,
+    /// For drops, the [`Counter`] of the reason.
+    pub reason: u8,
+    pub proto: u8,
+    pub _pad: u8,
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// For NAT: the container the flow was sent to.
+    pub nat_addr: u32,
+    pub nat_port: u16,
+    pub _pad2: u16,
+}
+
+pub const EVENT_DROP: u8 = 1;
+pub const EVENT_NAT: u8 = 2;
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+
+const _: () = assert!(core::mem::size_of::<Event>() == 24);
+
+impl Counter {
+    /// The counter with this index, for decoding events.
+    pub fn from_index(i: u32) -> Option<Counter> {
+        Counter::ALL.iter().copied().find(|c| *c as u32 == i)
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain #[repr(C)] data with explicit padding.
+unsafe impl aya::Pod for Event {}

@@ -16,11 +16,11 @@ use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT},
     helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     macros::{cgroup_sock_addr, classifier, map},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{SockAddrContext, TcContext},
 };
 use linkrt_common::{
-    Counter, STATS_LEN,
+    Counter, EVENT_DROP, EVENT_NAT, EVENTS_BYTES, Event, STATS_LEN,
     nat::{Backend, CT_MAX, CtKey, CtVal, LOCAL_ADDRS_MAX, PORTMAP_MAX, PortKey, SockRev},
     policy::{CONFIG_ICC, ENDPOINTS_MAX, Endpoint, POLICY_MAX, PolicyKey},
 };
@@ -37,6 +37,9 @@ const ETH_P_IPV6: u16 = 0x86DD;
 
 #[map(name = "LRT_STATS_V1")]
 static STATS: PerCpuArray<u64> = PerCpuArray::pinned(STATS_LEN, 0);
+
+#[map(name = "LRT_EVENTS_V1")]
+static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 
 #[map(name = "LRT_PORTMAP_V1")]
 static PORTMAP: HashMap<PortKey, Backend> = HashMap::pinned(PORTMAP_MAX, 0);
@@ -71,6 +74,25 @@ fn count(c: Counter) {
         // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
         unsafe { *slot += 1 };
     }
+}
+
+/// Reports an event to `linkrt monitor` (dropped silently when nobody drains the buffer).
+#[inline(always)]
+fn emit(kind: u8, reason: Counter, p: &Pkt, nat_addr: u32, nat_port: u16) {
+    let ev = Event {
+        kind,
+        reason: reason as u8,
+        proto: p.proto,
+        _pad: 0,
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: p.sport,
+        dport: p.dport,
+        nat_addr,
+        nat_port,
+        _pad2: 0,
+    };
+    let _ = EVENTS.output::<Event>(&ev, 0);
 }
 
 /// The parsed headers of an IPv4 packet. Addresses and ports in network order; ports are 0
@@ -190,6 +212,9 @@ fn dnat(ctx: &mut TcContext, p: &Pkt) -> bool {
     let Some(b) = lookup_backend(p) else { return false };
     let key = CtKey { saddr: b.ip, daddr: p.saddr, sport: b.port, dport: p.sport, proto: p.proto, _pad: [0; 3] };
     let val = CtVal { orig_ip: p.daddr, orig_port: p.dport, _pad: 0 };
+    if unsafe { CT.get(&key) }.is_none() {
+        emit(EVENT_NAT, Counter::Dnat, p, b.ip, b.port);
+    }
     let _ = CT.insert(&key, &val, 0);
     if rewrite(ctx, p, ETH_HLEN + 16, p.daddr, b.ip, p.l4 + 2, p.dport, b.port).is_ok() {
         count(Counter::Dnat);
@@ -365,6 +390,9 @@ pub fn lrt_from_container(mut ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     if let Some(ep) = unsafe { ENDPOINTS.get(&ifindex) }.copied() {
         if spoofed(&ctx, &ep) {
+            if let Some(p) = parse(&ctx) {
+                emit(EVENT_DROP, Counter::DropSpoof, &p, 0, 0);
+            }
             return drop_with(Counter::DropSpoof);
         }
     }
@@ -384,6 +412,7 @@ pub fn lrt_from_container(mut ctx: TcContext) -> i32 {
         count(Counter::PolicyAllow);
         TC_ACT_OK as i32
     } else {
+        emit(EVENT_DROP, Counter::DropPolicy, &p, 0, 0);
         drop_with(Counter::DropPolicy)
     }
 }

@@ -390,3 +390,74 @@ pub fn sync_policy(cfg: &Config, st: &PolicyState) -> Result<()> {
         Array::try_from(Map::Array(data)).map_err(|source| Error::Map { name: maps::CONFIG, source })?;
     arr.set(linkrt_common::policy::CONFIG_ICC, st.icc as u64, 0).map_err(|source| Error::Map { name: maps::CONFIG, source })
 }
+
+/// A reader of the datapath's event ring buffer (pinned, so it works from any CLI call).
+pub struct EventReader {
+    ring: aya::maps::RingBuf<MapData>,
+}
+
+/// A decoded datapath event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatapathEvent {
+    /// `drop` or `nat`.
+    pub kind: &'static str,
+    /// For drops: the reason (counter name).
+    pub reason: &'static str,
+    pub proto: u8,
+    pub src: std::net::SocketAddrV4,
+    pub dst: std::net::SocketAddrV4,
+    /// For NAT: the container the flow goes to.
+    pub to: Option<std::net::SocketAddrV4>,
+}
+
+impl std::fmt::Display for DatapathEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = match self.proto {
+            1 => "icmp".to_string(),
+            6 => "tcp".into(),
+            17 => "udp".into(),
+            132 => "sctp".into(),
+            n => format!("proto-{n}"),
+        };
+        match (self.kind, self.to) {
+            ("nat", Some(to)) => write!(f, "nat   {proto} {} -> {} => {to}", self.src, self.dst),
+            _ => write!(f, "drop  ({}) {proto} {} -> {}", self.reason, self.src, self.dst),
+        }
+    }
+}
+
+impl EventReader {
+    pub fn open(cfg: &Config) -> Result<Self> {
+        let path = cfg.maps_dir().join(maps::EVENTS);
+        let data = MapData::from_pin(&path).map_err(|source| Error::Map { name: maps::EVENTS, source })?;
+        let ring = aya::maps::RingBuf::try_from(Map::RingBuf(data)).map_err(|source| Error::Map { name: maps::EVENTS, source })?;
+        Ok(EventReader { ring })
+    }
+
+    /// Waits up to `timeout` for events and returns those available.
+    pub fn next_events(&mut self, timeout: std::time::Duration) -> Vec<DatapathEvent> {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
+        let mut out = Vec::new();
+        while let Some(item) = self.ring.next() {
+            if item.len() < std::mem::size_of::<linkrt_common::Event>() {
+                continue;
+            }
+            // SAFETY: the eBPF side writes whole `Event`s; read unaligned.
+            let ev: linkrt_common::Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            let ip = |a: u32| std::net::Ipv4Addr::from(a.to_ne_bytes());
+            let sa = |a: u32, p: u16| std::net::SocketAddrV4::new(ip(a), u16::from_be(p));
+            out.push(DatapathEvent {
+                kind: if ev.kind == linkrt_common::EVENT_NAT { "nat" } else { "drop" },
+                reason: Counter::from_index(ev.reason as u32).map(|c| c.name()).unwrap_or("unknown"),
+                proto: ev.proto,
+                src: sa(ev.saddr, ev.sport),
+                dst: sa(ev.daddr, ev.dport),
+                to: (ev.kind == linkrt_common::EVENT_NAT).then(|| sa(ev.nat_addr, ev.nat_port)),
+            });
+        }
+        out
+    }
+}

@@ -52,6 +52,8 @@ pub enum Command {
     Images,
     /// Show the eBPF datapath: attached programs, maps and counters
     Status,
+    /// Stream datapath events: drops with their reason, new NAT flows
+    Monitor(MonitorArgs),
     #[command(name = "__supervise", hide = true)]
     Supervise { id: String },
 }
@@ -207,6 +209,16 @@ pub struct ExecArgs {
     pub container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub cmd: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    /// Exit after this many events
+    #[arg(short = 'n', long)]
+    pub count: Option<usize>,
+    /// Exit after this many seconds
+    #[arg(long)]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]

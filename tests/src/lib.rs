@@ -247,6 +247,11 @@ impl Host {
         }
     }
 
+    /// Starts `linkrt ARGS` in the background, stdout piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args).stdout(std::process::Stdio::piped()).spawn().expect("spawn linkrt")
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
         c.arg(format!("--net={}", self.ns.path().display()))

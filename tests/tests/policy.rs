@@ -79,3 +79,20 @@ fn rules_follow_ip_changes_and_icc_can_be_turned_on() {
     assert_eq!(o.code, 0);
     assert!(!connects(&h, "free", "172.17.0.2", 7001), "back to the allow-list");
 }
+
+#[test]
+fn monitor_streams_drops_and_nat_flows() {
+    let h = Host::new();
+    let cl = linkrt_tests::Client::new(&h);
+    server(&h, "src");
+    h.ok(&["run", "-d", "--name", "stranger", "alpine", "sleep", "600"]);
+    h.ok(&["run", "-d", "--name", "web", "-p", "8080:5000", "training/webapp"]);
+    let mon = h.spawn(&["monitor", "--count", "2", "--timeout", "30"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!connects(&h, "stranger", "172.17.0.2", 7000));
+    eventually(10, || cl.curl(&format!("http://{}:8080/", linkrt_tests::HOST_IP)));
+    let out = mon.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("drop  (drop_policy) tcp 172.17.0.3:") && l.ends_with("-> 172.17.0.2:7000")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("nat   tcp 10.200.0.2:") && l.ends_with("-> 10.200.0.1:8080 => 172.17.0.4:5000")), "{text}");
+}

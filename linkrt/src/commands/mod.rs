@@ -4,6 +4,7 @@ mod image;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod monitor;
 mod port;
 mod ps;
 mod run;
@@ -49,6 +50,7 @@ pub fn dispatch(cmd: Command, cfg: &Config) -> CmdResult {
         Command::Exec(a) => exec::exec(cfg, a),
         Command::Image { .. } | Command::Images => image::ls(),
         Command::Status => status::status(cfg),
+        Command::Monitor(a) => monitor::monitor(cfg, a),
         Command::Supervise { id } => Ok(linkrt::supervise::supervise_main(cfg, &id)),
     }
 }
