@@ -215,7 +215,12 @@ fn dnat(ctx: &mut TcContext, p: &Pkt) -> bool {
     if unsafe { CT.get(&key) }.is_none() {
         emit(EVENT_NAT, Counter::Dnat, p, b.ip, b.port);
     }
-    let _ = CT.insert(&key, &val, 0);
+    let rst = tcp_rst(ctx, p);
+    if rst {
+        let _ = CT.remove(&key);
+    } else {
+        let _ = CT.insert(&key, &val, 0);
+    }
     if rewrite(ctx, p, ETH_HLEN + 16, p.daddr, b.ip, p.l4 + 2, p.dport, b.port).is_ok() {
         count(Counter::Dnat);
         true
@@ -223,6 +228,23 @@ fn dnat(ctx: &mut TcContext, p: &Pkt) -> bool {
         count(Counter::Malformed);
         false
     }
+}
+
+/// A packet that is not NATed but reuses the 5-tuple of an old NATed flow (a client port
+/// reused for a direct connection): the old flow's tracking entry is stale and must not
+/// rewrite this flow's replies (the reply-collision bug of other datapaths).
+#[inline(always)]
+fn forget_stale(p: &Pkt) {
+    if has_ports(p) {
+        let reply = CtKey { saddr: p.daddr, daddr: p.saddr, sport: p.dport, dport: p.sport, proto: p.proto, _pad: [0; 3] };
+        let _ = CT.remove(&reply);
+    }
+}
+
+/// Whether this is a TCP segment with RST: its flow is over, its tracking entry can go.
+#[inline(always)]
+fn tcp_rst(ctx: &TcContext, p: &Pkt) -> bool {
+    p.proto == IPPROTO_TCP && ctx.load::<u8>(p.l4 + 13).map(|f| f & 0x04 != 0).unwrap_or(false)
 }
 
 /// Un-NAT of a reply of a published flow: its source becomes the published address again.
@@ -237,6 +259,9 @@ fn reverse_nat(ctx: &mut TcContext, p: &Pkt) -> bool {
     let key = CtKey { saddr: p.saddr, daddr: p.daddr, sport: p.sport, dport: p.dport, proto: p.proto, _pad: [0; 3] };
     // SAFETY: copied out at once.
     let Some(v) = (unsafe { CT.get(&key) }).copied() else { return false };
+    if tcp_rst(ctx, p) {
+        let _ = CT.remove(&key);
+    }
     if rewrite(ctx, p, ETH_HLEN + 12, p.saddr, v.orig_ip, p.l4, p.sport, v.orig_port).is_ok() {
         count(Counter::ReverseNat);
         true
@@ -307,7 +332,9 @@ fn reverse_nat_icmp_error(ctx: &mut TcContext, p: &Pkt) -> bool {
 pub fn lrt_uplink_in(mut ctx: TcContext) -> i32 {
     count(Counter::Uplink);
     if let Some(p) = parse(&ctx) {
-        dnat(&mut ctx, &p);
+        if !dnat(&mut ctx, &p) {
+            forget_stale(&p);
+        }
     }
     TC_ACT_OK as i32
 }
@@ -402,7 +429,11 @@ pub fn lrt_from_container(mut ctx: TcContext) -> i32 {
     }
     let Some(p) = parse(&ctx) else { return TC_ACT_OK as i32 };
     // Published ports are reachable by everyone, through the host's addresses.
-    if dnat(&mut ctx, &p) || icc || p.saddr == p.daddr {
+    if dnat(&mut ctx, &p) {
+        return TC_ACT_OK as i32;
+    }
+    forget_stale(&p);
+    if icc || p.saddr == p.daddr {
         return TC_ACT_OK as i32;
     }
     if unsafe { CONTAINER_IPS.get(&p.daddr) }.is_none() {

@@ -314,8 +314,34 @@ pub fn ephemeral_range() -> (u16, u16) {
         .unwrap_or((32768, 60999))
 }
 
-fn ips_overlap(a: &str, b: &str) -> bool {
-    a == b || matches!(a, "0.0.0.0" | "::") || matches!(b, "0.0.0.0" | "::")
+fn is_wildcard(ip: &str) -> bool {
+    matches!(ip, "0.0.0.0" | "::")
+}
+
+/// Host ports in use, indexed for O(1) conflict checks (a wildcard address conflicts with
+/// every address; a specific one with itself and the wildcard).
+#[derive(Default)]
+struct InUse {
+    wild: std::collections::HashSet<(Proto, u16)>,
+    specific: std::collections::HashSet<(Proto, u16, String)>,
+    any_specific: std::collections::HashSet<(Proto, u16)>,
+}
+
+impl InUse {
+    fn insert(&mut self, m: &Mapping) {
+        let k = (m.container.proto, m.host_port);
+        if is_wildcard(&m.host_ip) {
+            self.wild.insert(k);
+        } else {
+            self.specific.insert((k.0, k.1, m.host_ip.clone()));
+            self.any_specific.insert(k);
+        }
+    }
+
+    fn busy(&self, proto: Proto, port: u16, ip: &str) -> bool {
+        self.wild.contains(&(proto, port))
+            || if is_wildcard(ip) { self.any_specific.contains(&(proto, port)) } else { self.specific.contains(&(proto, port, ip.to_string())) }
+    }
 }
 
 /// Allocates host ports for a container's bindings, given the mappings in use.
@@ -330,18 +356,19 @@ pub fn allocate(
     range: (u16, u16),
     host_free: &dyn Fn(&str, u16, Proto) -> bool,
 ) -> Result<Vec<Mapping>> {
-    let mut taken: Vec<Mapping> = in_use.to_vec();
+    let mut used = InUse::default();
+    for m in in_use {
+        used.insert(m);
+    }
     let mut out = Vec::new();
     for b in bindings {
         let ip = if b.host_ip.is_empty() { "0.0.0.0".to_string() } else { b.host_ip.clone() };
         let proto = b.container.proto;
-        let busy = |port: u16, taken: &[Mapping]| {
-            taken.iter().any(|m| m.container.proto == proto && m.host_port == port && ips_overlap(&m.host_ip, &ip))
-        };
+        let busy = |port: u16, used: &InUse| used.busy(proto, port, &ip);
         let port = if b.host_start != 0 && b.host_start == b.host_end {
             let p = b.host_start;
             let shown = if ip.contains(':') { format!("[{ip}]:{p}") } else { format!("{ip}:{p}") };
-            if busy(p, &taken) {
+            if busy(p, &used) {
                 return Err(Error::user(format!("Bind for {shown} failed: port is already allocated")));
             }
             if !host_free(&ip, p, proto) {
@@ -363,7 +390,7 @@ pub fn allocate(
             };
             let found = (0..n)
                 .map(|i| lo + (((start - lo) as u32 + i) % n) as u16)
-                .find(|&p| !busy(p, &taken) && host_free(&ip, p, proto));
+                .find(|&p| !busy(p, &used) && host_free(&ip, p, proto));
             match found {
                 Some(p) => {
                     if b.host_start == 0 {
@@ -380,7 +407,7 @@ pub fn allocate(
             }
         };
         let m = Mapping { container: b.container, host_ip: ip.clone(), host_port: port };
-        taken.push(m.clone());
+        used.insert(&m);
         out.push(m);
     }
     Ok(out)

@@ -165,7 +165,7 @@ impl Store {
     pub fn save(&self, c: &Container) -> Result<()> {
         let dir = self.dir(&c.id);
         create_private_dir(&dir)?;
-        let data = serde_json::to_vec_pretty(c).expect("serializable");
+        let data = serde_json::to_vec(c).expect("serializable");
         write_atomic(&dir.join(RECORD), &data)
     }
 

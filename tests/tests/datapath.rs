@@ -256,3 +256,23 @@ fn icmp_errors_about_nated_flows_are_translated() {
     let other = pkt::icmp_port_unreachable(CTR, CLIENT, &pkt::udp(CLIENT, 1, CTR, 9, b""));
     assert_eq!(run(&mut l, maps::PROG_UPLINK_OUT, &other).1, other);
 }
+
+#[test]
+fn a_reused_client_port_does_not_inherit_a_stale_nat_flow() {
+    let mut l = load();
+    publish(&mut l, 0, 8080, pkt::PROTO_TCP, 5000);
+    run(&mut l, maps::PROG_UPLINK_IN, &pkt::tcp(CLIENT, 40000, HOST, 8080, 0x02, b""));
+    assert_eq!(ct_len(&l), 1);
+    // The same client port now talks to the container directly (no NAT).
+    let direct = pkt::tcp(CLIENT, 40000, CTR, 5000, 0x02, b"");
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_IN, &direct).1, direct);
+    assert_eq!(ct_len(&l), 0, "the stale entry is forgotten");
+    let reply = pkt::tcp(CTR, 5000, CLIENT, 40000, 0x12, b"");
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_OUT, &reply).1, reply, "the direct flow's reply is not rewritten");
+    // A RST ends a NATed flow's tracking.
+    run(&mut l, maps::PROG_UPLINK_IN, &pkt::tcp(CLIENT, 40001, HOST, 8080, 0x02, b""));
+    assert_eq!(ct_len(&l), 1);
+    let (_, out) = run(&mut l, maps::PROG_UPLINK_IN, &pkt::tcp(CLIENT, 40001, HOST, 8080, 0x04, b""));
+    assert_eq!(pkt::endpoints(&out).2, CTR, "the RST itself is still translated");
+    assert_eq!(ct_len(&l), 0);
+}

@@ -29,6 +29,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Benchmark port mapping: direct vs linkrt vs iptables vs nftables vs a userland proxy.
+    Bench {
+        /// A short smoke run (under 2 minutes); its numbers mean nothing.
+        #[arg(long)]
+        quick: bool,
+        /// Where to write results.md, results.json and the PNG charts.
+        #[arg(long, default_value = "bench-results")]
+        out: String,
+    },
     /// Set up, build, and run every test (unit, BPF_PROG_TEST_RUN, netns end to end).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -60,14 +69,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             status(as_root(&bin.to_string_lossy(), &args))
         }
+        Cmd::Bench { quick, out } => {
+            setup::setup()?;
+            // Release builds: the numbers are about the datapath, not about debug code.
+            build::build_all(true)?;
+            let root = build::workspace_root();
+            let mut command = "cargo xtask bench".to_string();
+            if quick {
+                command.push_str(" --quick");
+            }
+            status(bench_cmd(&root.join("target/release"), quick, &out, &command))
+        }
         Cmd::Test { args } => {
             setup::setup()?;
             build::build_all(false)?;
             let root = build::workspace_root();
             let bin = root.join("target/debug/linkrt");
+            // The benchmark's smoke run first: every path must work; timings are not asserted.
+            let mut smoke = (0, 0);
+            if args.is_empty() {
+                println!("[test] benchmark smoke run (cargo xtask bench --quick, debug build)");
+                let out = std::env::temp_dir().join("linkrt-bench-smoke");
+                let ok = bench_cmd(&root.join("target/debug"), true, &out.to_string_lossy(), "cargo xtask bench --quick")
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+                println!("test bench_smoke ... {}", if ok { "ok" } else { "FAILED" });
+                smoke = if ok { (1, 0) } else { (0, 1) };
+            }
             let mut cmd = as_root("cargo", &["test".into(), "--workspace".into()]);
             cmd.args(&args).env("LINKRT_BIN", &bin).current_dir(&root);
-            run_tests(cmd)
+            run_tests(cmd, smoke)
         }
     }
 }
@@ -103,12 +135,29 @@ fn as_root(prog: &str, args: &[String]) -> Command {
     }
 }
 
+fn bench_cmd(bin_dir: &std::path::Path, quick: bool, out: &str, command: &str) -> Command {
+    let mut args = vec![
+        "run".to_string(),
+        "--out".into(),
+        out.to_string(),
+        "--linkrt".into(),
+        bin_dir.join("linkrt").to_string_lossy().into_owned(),
+        "--command".into(),
+        command.to_string(),
+    ];
+    if quick {
+        args.push("--quick".into());
+    }
+    let mut c = as_root(&bin_dir.join("linkrt-bench").to_string_lossy(), &args);
+    c.current_dir(build::workspace_root());
+    c
+}
+
 /// Runs `cargo test`, passing its output through, and closes with one summary line over all
 /// test binaries (`summary: N passed, N failed`).
-fn run_tests(mut cmd: Command) -> Result<ExitCode> {
+fn run_tests(mut cmd: Command, (mut passed, mut failed): (u64, u64)) -> Result<ExitCode> {
     use std::io::{BufRead, BufReader};
     let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("running {cmd:?}"))?;
-    let (mut passed, mut failed) = (0u64, 0u64);
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line?;
         println!("{line}");
@@ -122,7 +171,7 @@ fn run_tests(mut cmd: Command) -> Result<ExitCode> {
     }
     let st = child.wait()?;
     println!("summary: {passed} passed, {failed} failed");
-    if !st.success() || passed == 0 {
+    if !st.success() || passed == 0 || failed > 0 {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

@@ -30,6 +30,11 @@ pub const TOOLS: &[&str] = &[
     "python3",
     "redis-server",
     "redis-tools",
+    // The benchmark's peers and charts.
+    "iptables",
+    "nftables",
+    "socat",
+    "fonts-dejavu-core",
 ];
 
 fn is_root() -> bool {
