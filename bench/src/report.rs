@@ -124,6 +124,7 @@ pub fn charts(r: &Report, dir: &Path) -> Result<Vec<String>> {
         let mut c = ChartBuilder::on(&root)
             .caption("TCP connections/s against published mappings", ("sans-serif", 20))
             .margin(12)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..(ns.len().max(2) - 1) as f64, 0f64..maxv)?;

@@ -40,8 +40,17 @@ pub fn object() -> Result<&'static [u8]> {
 
 /// Makes sure `dir` is a directory on a bpffs, mounting a bpffs there if it is not.
 pub fn ensure_bpffs(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    // The standard place: mount the system's bpffs first when nobody did (minimal systems).
+    let sys = Path::new("/sys/fs/bpf");
+    if dir.starts_with(sys) && sys.is_dir() && !is_bpffs(sys).unwrap_or(false) {
+        nix::mount::mount(Some("bpf"), sys, Some("bpf"), nix::mount::MsFlags::empty(), Some("mode=0700"))
+            .map_err(|e| Error::io("mounting bpffs on", sys, e.into()))?;
+    }
+    crate::state::create_private_dir(dir)?;
     if is_bpffs(dir)? {
+        // Root-only, also when the directory already existed.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io("chmod", dir, e))?;
         return Ok(());
     }
     nix::mount::mount(Some("bpf"), dir, Some("bpf"), nix::mount::MsFlags::empty(), Some("mode=0700"))
@@ -112,7 +121,7 @@ impl Datapath {
         let obj = object()?;
         ensure_bpffs(&cfg.bpffs)?;
         for d in [cfg.maps_dir(), cfg.links_dir()] {
-            fs::create_dir_all(&d).map_err(|e| Error::io("creating", &d, e))?;
+            crate::state::create_private_dir(&d)?;
         }
         let mut ebpf = EbpfLoader::new().default_map_pin_directory(cfg.maps_dir()).load(obj)?;
         for name in PROGRAMS {

@@ -187,6 +187,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Container> {
         restart_count: 0,
     };
     store.save(&c)?;
+    state::failpoint("create");
     Ok(c)
 }
 
@@ -346,10 +347,13 @@ fn prepare_inner(store: &Store, c: &mut Container, all: &[Container]) -> Result<
     network::ensure_bridge(&subnet)?;
     c.state.ports = allocate_ports(cfg, c, all)?;
     let ip: Ipv4Addr = network::allocate_ip(cfg, &subnet, &c.id)?;
+    // Write-ahead: the record names what is about to exist, so that a command killed from
+    // here on leaves state that `reconcile` can tear down.
+    c.state.ip = Some(ip.to_string());
+    c.state.mac = Some(network::mac_for(ip));
+    c.state.veth = Some(network::veth_name(c.short_id()));
+    store.save(c)?;
     let ep = network::setup_endpoint(c.short_id(), ip, &subnet)?;
-    c.state.ip = Some(ep.ip.to_string());
-    c.state.mac = Some(ep.mac.clone());
-    c.state.veth = Some(ep.veth.clone());
     let mut dp = bpf::Datapath::load(cfg)?;
     dp.attach(&ep.veth, bpf::Role::Container)?;
     for up in network::uplinks()? {
@@ -360,6 +364,7 @@ fn prepare_inner(store: &Store, c: &mut Container, all: &[Container]) -> Result<
         dp.attach_cgroup(&cg)?;
     }
     bpf::publish(cfg, &c.state.ports, &ep.ip.to_string())?;
+    state::failpoint("start-network");
 
     for l in &c.spec.links {
         if let Some(s) = all.iter().find(|s| s.id == l.source_id)
@@ -547,8 +552,10 @@ pub fn mark_start_failed(store: &Store, c: &mut Container, code: i32, msg: &str)
 pub fn finish(cfg: &Config, id: &str, exit_code: i32) -> Result<()> {
     let _lock = Lock::acquire(cfg)?;
     let store = Store::new(cfg);
+    let _ = fs::remove_file(state::pids_path(cfg, id));
     let Ok(mut c) = store.load(id) else { return Ok(()) };
     let r = teardown_network(&store, &c);
+    state::failpoint("finish");
     c.state.status = Status::Exited;
     c.state.exit_code = exit_code;
     c.state.pid = 0;
@@ -572,11 +579,19 @@ fn remove_files(store: &Store, c: &Container) -> Result<()> {
     let ov = store.cfg.run_root.join("overlay").join(&c.id);
     let _ = nix::mount::umount2(&ov.join("merged"), nix::mount::MntFlags::MNT_DETACH);
     let _ = fs::remove_dir_all(&ov);
+    state::failpoint("rm");
     store.remove_dir(&c.id)
 }
 
+/// Whether `pid` is a live process (a zombie whose parent never reaps it counts as dead).
 pub fn pid_alive(pid: i32) -> bool {
-    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    if pid <= 0 || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()), Some('Z' | 'X')),
+        Err(_) => false,
+    }
 }
 
 /// Repairs what interrupted commands left behind (caller holds the lock): containers marked
@@ -591,6 +606,17 @@ pub fn reconcile(store: &Store) -> Result<()> {
     }
     let all = store.all()?;
     for c in &all {
+        // A start interrupted after the container's process began, before it was recorded:
+        // stop that process (its supervisor then records the exit).
+        if c.state.status != Status::Running {
+            if let Some((sup, pid1)) = state::read_pids(&store.cfg, &c.id) {
+                if pid_alive(sup) && pid_alive(pid1) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid1), nix::sys::signal::Signal::SIGKILL);
+                } else if !pid_alive(sup) {
+                    let _ = fs::remove_file(state::pids_path(&store.cfg, &c.id));
+                }
+            }
+        }
         if c.state.status == Status::Running && !pid_alive(c.state.supervisor_pid) {
             if pid_alive(c.state.pid) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.state.pid), nix::sys::signal::Signal::SIGKILL);
@@ -604,7 +630,15 @@ pub fn reconcile(store: &Store) -> Result<()> {
                 store.save(&c)?;
             }
         } else if c.state.status != Status::Running && (c.state.veth.is_some() || c.state.ip.is_some()) {
-            let _ = teardown_network(store, c);
+            // An interrupted start: remove what it made and forget it, so that no later repair
+            // touches resources (ports, addresses) another container may have taken since.
+            let mut c = c.clone();
+            let _ = teardown_network(store, &c);
+            c.state.ip = None;
+            c.state.mac = None;
+            c.state.veth = None;
+            c.state.ports.clear();
+            store.save(&c)?;
         }
     }
     let mut ipam = state::Ipam::load(&store.cfg)?;

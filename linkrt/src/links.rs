@@ -14,10 +14,10 @@ pub fn parse_link(raw: &str) -> Result<(String, String)> {
         [n, a] => (*n, *a),
         _ => return Err(bad()),
     };
+    let name = name.strip_prefix('/').unwrap_or(name);
     if name.is_empty() || alias.is_empty() {
         return Err(bad());
     }
-    let name = name.strip_prefix('/').unwrap_or(name);
     Ok((name.to_string(), alias.to_string()))
 }
 
@@ -204,6 +204,8 @@ mod tests {
             "invalid argument \"db:b:c\" for \"--link\" flag: bad format for links: db:b:c"
         );
         assert!(parse_link(":x").is_err() && parse_link("x:").is_err());
+        // Found by the property tests: a lone slash names nothing.
+        assert!(parse_link("/").is_err() && parse_link("/:a").is_err());
     }
 
     #[test]

@@ -51,6 +51,27 @@ impl Lock {
     }
 }
 
+/// Fault injection for tests: when `LINKRT_FAILPOINT` names this point, the process kills
+/// itself with SIGKILL there, as `kill -9` would. The next command must repair the state.
+pub fn failpoint(name: &str) {
+    if std::env::var("LINKRT_FAILPOINT").is_ok_and(|f| f == name) {
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Where a container's supervisor records "SUPERVISOR_PID PID1_PID" while it runs, so that a
+/// start interrupted before the record says "running" can still be found and stopped.
+pub fn pids_path(cfg: &Config, id: &str) -> PathBuf {
+    cfg.run_root.join(format!("{id}.pids"))
+}
+
+/// Reads a pids file: (supervisor, PID 1).
+pub fn read_pids(cfg: &Config, id: &str) -> Option<(i32, i32)> {
+    let s = fs::read_to_string(pids_path(cfg, id)).ok()?;
+    let mut it = s.split_whitespace().map(|x| x.parse::<i32>().ok());
+    Some((it.next()??, it.next()??))
+}
+
 /// Creates a root-only directory (and its parents).
 pub fn create_private_dir(d: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;

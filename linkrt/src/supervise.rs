@@ -135,6 +135,7 @@ fn start_detached(cfg: &Config, store: &Store, c: &mut Container, lock: Lock) ->
     std::mem::forget(child);
     match result {
         Ok(pid) => {
+            crate::state::failpoint("start-spawned");
             container::mark_running(store, c, pid, sup_pid)?;
             drop(lock);
             Ok(0)
@@ -190,6 +191,9 @@ pub fn supervise_main(cfg: &Config, id: &str) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(&mut status, e.to_string()),
     };
+    if let Ok(pid) = &r {
+        let _ = crate::state::write_atomic(&crate::state::pids_path(cfg, id), format!("{} {}", std::process::id(), pid.as_raw()).as_bytes());
+    }
     let _ = status.write_all(encode(&r).as_bytes());
     drop(status);
     let Ok(pid) = r else { return 0 };
@@ -303,6 +307,8 @@ fn run_foreground(cfg: &Config, store: &Store, c: &mut Container, prep: Prepared
             return Err(e);
         }
     };
+    crate::state::write_atomic(&crate::state::pids_path(cfg, &c.id), format!("{} {}", std::process::id(), pid.as_raw()).as_bytes())?;
+    crate::state::failpoint("start-spawned");
     container::mark_running(store, c, pid.as_raw(), std::process::id() as i32)?;
     let _reserved = reserve_ports(&c.state.ports);
     drop(lock);

@@ -241,7 +241,7 @@ impl Host {
         c.envs(env.iter().copied());
         let o = run_with_timeout(&mut c, std::time::Duration::from_secs(120));
         Out {
-            code: o.status.code().unwrap_or(-1),
+            code: exit_code(&o.status),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
@@ -270,7 +270,7 @@ impl Host {
         let mut c = self.command(args);
         let o = run_with_timeout(&mut c, std::time::Duration::from_secs(120));
         Out {
-            code: o.status.code().unwrap_or(-1),
+            code: exit_code(&o.status),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
@@ -323,6 +323,12 @@ impl Drop for Host {
         let overlay = self.t.cfg.run_root.join("overlay");
         let _ = nix::mount::umount2(&overlay, nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+/// The exit code as a shell reports it (128 + signal when killed).
+pub fn exit_code(st: &std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
 }
 
 /// Runs a command, killing it after `limit`.

@@ -15,10 +15,15 @@ pub fn status(cfg: &Config) -> CmdResult {
             Err(_) => println!("  {name:<22} (not created yet)"),
         }
     }
-    let stats = bpf::stats(cfg).map_err(Failure::cli)?;
-    println!("counters:");
-    for (name, v) in stats {
-        println!("  {name:<16} {v}");
+    match bpf::stats(cfg) {
+        Ok(stats) => {
+            println!("counters:");
+            for (name, v) in stats {
+                println!("  {name:<16} {v}");
+            }
+        }
+        // Nothing started since boot: the datapath is loaded by the first `run`/`start`.
+        Err(_) => println!("counters:   (datapath not loaded yet)"),
     }
     Ok(0)
 }
