@@ -91,6 +91,9 @@ struct Env {
     cgroup: PathBuf,
     linkrt: PathBuf,
     me: PathBuf,
+    /// A copy of this binary on the host's root filesystem, which containers see (a build
+    /// tree under a separate mount, or under a path containers hide, would not be).
+    in_container: PathBuf,
     proxies: Vec<Child>,
 }
 
@@ -112,8 +115,11 @@ impl Env {
             tmp,
             linkrt: linkrt.to_path_buf(),
             me: std::env::current_exe()?,
+            in_container: PathBuf::from(format!("/var/tmp/linkrt-bench-{tag}/linkrt-bench")),
             proxies: Vec::new(),
         };
+        fs::create_dir_all(env.in_container.parent().unwrap())?;
+        fs::copy(&env.me, &env.in_container).context("copying the load generator for the containers")?;
         fs::create_dir_all(env.tmp.join("bpf"))?;
         fs::create_dir_all(&env.cgroup)?;
         sh(&mut cmd(&["mount", "-t", "bpf", "bpf", &env.tmp.join("bpf").to_string_lossy()]))?;
@@ -158,11 +164,14 @@ impl Env {
     fn client(&self, where_: Where, mode: &str, addr: &str, secs: f64) -> Result<Sample> {
         let me = self.me.to_string_lossy().into_owned();
         let secs_s = format!("{secs}");
-        let client_args = ["taskset", "-c", "0", &me, "client", "--mode", mode, "--addr", addr, "--secs", &secs_s];
+        let inside = self.in_container.to_string_lossy().into_owned();
+        let client_args = |bin: &str| -> Vec<String> {
+            ["taskset", "-c", "0", bin, "client", "--mode", mode, "--addr", addr, "--secs", &secs_s].iter().map(|s| s.to_string()).collect()
+        };
         let out = match where_ {
             Where::Client => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", &self.cli]).args(client_args);
+                c.args(["netns", "exec", &self.cli]).args(client_args(&me));
                 sh(&mut c)?
             }
             Where::HostProcess => {
@@ -170,13 +179,13 @@ impl Env {
                 let mut c = Command::new("nsenter");
                 c.arg(format!("--net=/run/netns/{}", self.host))
                     .args(["sh", "-c", &format!("echo $$ > {} && exec \"$@\"", procs.display()), "sh"])
-                    .args(client_args);
+                    .args(client_args(&me));
                 sh(&mut c)?
             }
             Where::Container => {
-                let mut args = vec!["exec", "hairpin"];
-                args.extend(client_args);
-                self.linkrt(&args)?
+                let mut args = vec!["exec".to_string(), "hairpin".into()];
+                args.extend(client_args(&inside));
+                self.linkrt(&args.iter().map(String::as_str).collect::<Vec<_>>())?
             }
         };
         serde_json::from_str(out.trim()).with_context(|| format!("client output {out:?}"))
@@ -250,6 +259,9 @@ impl Drop for Env {
         }
         let _ = fs::remove_dir(&self.cgroup);
         let _ = fs::remove_dir_all(&self.tmp);
+        if let Some(d) = self.in_container.parent() {
+            let _ = fs::remove_dir_all(d);
+        }
     }
 }
 
@@ -339,20 +351,26 @@ pub fn run(o: &Options) -> Result<Report> {
     let reps = if o.quick { 1 } else { 5 };
     let secs = if o.quick { 0.4 } else { 3.0 };
     let mut env = Env::new(&o.linkrt)?;
-    let me = env.me.to_string_lossy().into_owned();
+    let me = env.in_container.to_string_lossy().into_owned();
     let port = SRV_PORT.to_string();
     env.linkrt(&[
         "run", "-d", "--name", "srv", "-p", "8080:5000", "-p", "8080:5000/udp", "alpine", "taskset", "-c", "1", &me, "serve", "--port", &port,
     ])?;
-    // The hairpin client is linked to the server, so that its direct path is allowed too.
-    env.linkrt(&["run", "-d", "--name", "hairpin", "--link", "srv", "alpine", "sleep", "3600"])?;
     // Wait for the server.
+    let mut up = false;
     for _ in 0..100 {
         if env.client(Where::Client, "rr", &Path_::Direct.addr(), 0.05).is_ok() {
+            up = true;
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    if !up {
+        let logs = env.linkrt(&["logs", "srv"]).unwrap_or_default();
+        bail!("the benchmark server did not come up in its container (is {} visible there?): {logs}", me);
+    }
+    // The hairpin client is linked to the server, so that its direct path is allowed too.
+    env.linkrt(&["run", "-d", "--name", "hairpin", "--link", "srv", "alpine", "sleep", "3600"])?;
     let mut rep = Report {
         quick: o.quick,
         reps,

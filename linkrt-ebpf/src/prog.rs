@@ -106,6 +106,27 @@ struct Pkt {
     dport: u16,
 }
 
+impl Pkt {
+    /// This packet's flow as a conntrack key.
+    #[inline(always)]
+    fn key(&self) -> CtKey {
+        CtKey { saddr: self.saddr, daddr: self.daddr, sport: self.sport, dport: self.dport, proto: self.proto, _pad: [0; 3] }
+    }
+
+    /// The key of this packet's replies.
+    #[inline(always)]
+    fn reply_key(&self) -> CtKey {
+        CtKey { saddr: self.daddr, daddr: self.saddr, sport: self.dport, dport: self.sport, proto: self.proto, _pad: [0; 3] }
+    }
+}
+
+/// Counts a rewrite under `ok`, or as malformed when a helper refused it.
+#[inline(always)]
+fn counted(r: Result<(), i64>, ok: Counter) -> bool {
+    count(if r.is_ok() { ok } else { Counter::Malformed });
+    r.is_ok()
+}
+
 /// Parses the frame; `None` for anything the NAT does not handle (counted by kind).
 #[inline(always)]
 fn parse(ctx: &TcContext) -> Option<Pkt> {
@@ -215,19 +236,12 @@ fn dnat(ctx: &mut TcContext, p: &Pkt) -> bool {
     if unsafe { CT.get(&key) }.is_none() {
         emit(EVENT_NAT, Counter::Dnat, p, b.ip, b.port);
     }
-    let rst = tcp_rst(ctx, p);
-    if rst {
+    if tcp_rst(ctx, p) {
         let _ = CT.remove(&key);
     } else {
         let _ = CT.insert(&key, &val, 0);
     }
-    if rewrite(ctx, p, ETH_HLEN + 16, p.daddr, b.ip, p.l4 + 2, p.dport, b.port).is_ok() {
-        count(Counter::Dnat);
-        true
-    } else {
-        count(Counter::Malformed);
-        false
-    }
+    counted(rewrite(ctx, p, ETH_HLEN + 16, p.daddr, b.ip, p.l4 + 2, p.dport, b.port), Counter::Dnat)
 }
 
 /// A packet that is not NATed but reuses the 5-tuple of an old NATed flow (a client port
@@ -236,8 +250,7 @@ fn dnat(ctx: &mut TcContext, p: &Pkt) -> bool {
 #[inline(always)]
 fn forget_stale(p: &Pkt) {
     if has_ports(p) {
-        let reply = CtKey { saddr: p.daddr, daddr: p.saddr, sport: p.dport, dport: p.sport, proto: p.proto, _pad: [0; 3] };
-        let _ = CT.remove(&reply);
+        let _ = CT.remove(&p.reply_key());
     }
 }
 
@@ -256,19 +269,13 @@ fn reverse_nat(ctx: &mut TcContext, p: &Pkt) -> bool {
     if !has_ports(p) {
         return false;
     }
-    let key = CtKey { saddr: p.saddr, daddr: p.daddr, sport: p.sport, dport: p.dport, proto: p.proto, _pad: [0; 3] };
+    let key = p.key();
     // SAFETY: copied out at once.
     let Some(v) = (unsafe { CT.get(&key) }).copied() else { return false };
     if tcp_rst(ctx, p) {
         let _ = CT.remove(&key);
     }
-    if rewrite(ctx, p, ETH_HLEN + 12, p.saddr, v.orig_ip, p.l4, p.sport, v.orig_port).is_ok() {
-        count(Counter::ReverseNat);
-        true
-    } else {
-        count(Counter::Malformed);
-        false
-    }
+    counted(rewrite(ctx, p, ETH_HLEN + 12, p.saddr, v.orig_ip, p.l4, p.sport, v.orig_port), Counter::ReverseNat)
 }
 
 /// ICMP errors (destination unreachable, time exceeded, parameter problem) that a container
@@ -319,13 +326,7 @@ fn reverse_nat_icmp_error(ctx: &mut TcContext, p: &Pkt) -> bool {
         }
         Ok(())
     })();
-    if r.is_ok() {
-        count(Counter::ReverseNat);
-        true
-    } else {
-        count(Counter::Malformed);
-        false
-    }
+    counted(r, Counter::ReverseNat)
 }
 
 #[classifier]
@@ -395,9 +396,9 @@ fn link_allows(p: &Pkt) -> bool {
     if !has_ports(p) {
         return false;
     }
-    let reply = CtKey { saddr: p.saddr, daddr: p.daddr, sport: p.sport, dport: p.dport, proto: p.proto, _pad: [0; 3] };
     // Replies of allowed flows, and of flows to published ports (hairpin, tracked by the NAT).
-    if unsafe { POLICY_CT.get(&reply) }.is_some() || unsafe { CT.get(&reply) }.is_some() {
+    let this = p.key();
+    if unsafe { POLICY_CT.get(&this) }.is_some() || unsafe { CT.get(&this) }.is_some() {
         return true;
     }
     let k = PolicyKey { saddr: p.saddr, daddr: p.daddr, dport: p.dport, proto: p.proto, _pad: 0 };
@@ -405,8 +406,7 @@ fn link_allows(p: &Pkt) -> bool {
         return false;
     }
     // Remember the flow so that the source's replies pass.
-    let back = CtKey { saddr: p.daddr, daddr: p.saddr, sport: p.dport, dport: p.sport, proto: p.proto, _pad: [0; 3] };
-    let _ = POLICY_CT.insert(&back, &1, 0);
+    let _ = POLICY_CT.insert(&p.reply_key(), &1, 0);
     true
 }
 

@@ -89,11 +89,17 @@ fn report_and_exit(w: RawFd, code: i32, msg: &str) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Starts the container's PID 1. Returns its PID (a child of the caller, which is made a
-/// subreaper), or the reason it could not start.
-pub fn spawn_init(root: &RootFs, proc_: &Process) -> Result<std::result::Result<Pid, StartError>> {
+/// Forks twice: the first child runs `enter` (join or create namespaces; it reports failures
+/// itself), forks the final process, which runs `run` (and never returns), reports that
+/// process's PID and exits. A PID namespace only applies to children, hence the second fork.
+/// Returns the final process's PID (a child of the caller, made a subreaper) or the error it
+/// reported before its `execve`. `code` is the exit code of setup failures.
+fn double_fork(
+    code: i32,
+    enter: impl FnOnce(RawFd),
+    run: impl FnOnce(RawFd),
+) -> Result<std::result::Result<Pid, StartError>> {
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys(format!("prctl: {e}")))?;
-    let netns = fs::File::open(&root.netns).map_err(|e| Error::io("opening", &root.netns, e))?;
     let (err_r, err_w) = pipe()?;
     let (pid_r, pid_w) = pipe()?;
     // SAFETY: the caller is single-threaded (documented requirement).
@@ -102,23 +108,19 @@ pub fn spawn_init(root: &RootFs, proc_: &Process) -> Result<std::result::Result<
             drop(err_r);
             drop(pid_r);
             let ew = err_w.as_raw_fd();
-            if let Err(e) = setns(&netns, CloneFlags::CLONE_NEWNET) {
-                report_and_exit(ew, 125, &format!("joining the network namespace: {e}"));
-            }
-            let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
-            if let Err(e) = unshare(flags) {
-                report_and_exit(ew, 125, &format!("creating namespaces: {e}"));
-            }
+            enter(ew);
             match unsafe { fork() } {
                 Ok(ForkResult::Child) => {
                     drop(pid_w);
-                    container_init(root, proc_, ew)
+                    run(ew);
+                    // `run` ends in execve or reports and exits; never here.
+                    unsafe { libc::_exit(code) }
                 }
                 Ok(ForkResult::Parent { child }) => {
                     let _ = fs::File::from(pid_w).write_all(&child.as_raw().to_ne_bytes());
                     unsafe { libc::_exit(0) }
                 }
-                Err(e) => report_and_exit(ew, 125, &format!("fork: {e}")),
+                Err(e) => report_and_exit(ew, code, &format!("fork: {e}")),
             }
         }
         ForkResult::Parent { child } => {
@@ -127,18 +129,33 @@ pub fn spawn_init(root: &RootFs, proc_: &Process) -> Result<std::result::Result<
             let mut buf = [0u8; 4];
             let got = fs::File::from(pid_r).read_exact(&mut buf);
             let _ = waitpid(child, None);
-            let report = read_report(err_r);
-            match (got, report) {
+            match (got, read_report(err_r)) {
                 (Ok(()), None) => Ok(Ok(Pid::from_raw(i32::from_ne_bytes(buf)))),
                 (Ok(()), Some(e)) => {
                     let _ = waitpid(Pid::from_raw(i32::from_ne_bytes(buf)), None);
                     Ok(Err(e))
                 }
                 (Err(_), Some(e)) => Ok(Err(e)),
-                (Err(e), None) => Err(Error::sys(format!("container setup failed: {e}"))),
+                (Err(e), None) => Err(Error::sys(format!("process setup failed: {e}"))),
             }
         }
     }
+}
+
+/// Starts the container's PID 1. Returns its PID (a child of the caller, which is made a
+/// subreaper), or the reason it could not start.
+pub fn spawn_init(root: &RootFs, proc_: &Process) -> Result<std::result::Result<Pid, StartError>> {
+    let netns = fs::File::open(&root.netns).map_err(|e| Error::io("opening", &root.netns, e))?;
+    let enter = |ew: RawFd| {
+        if let Err(e) = setns(&netns, CloneFlags::CLONE_NEWNET) {
+            report_and_exit(ew, 125, &format!("joining the network namespace: {e}"));
+        }
+        let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
+        if let Err(e) = unshare(flags) {
+            report_and_exit(ew, 125, &format!("creating namespaces: {e}"));
+        }
+    };
+    double_fork(125, enter, |ew| container_init(root, proc_, ew))
 }
 
 /// Runs a process inside the namespaces of the running container whose PID 1 is `pid`.
@@ -155,49 +172,14 @@ pub fn spawn_exec(pid: i32, proc_: &Process) -> Result<std::result::Result<Pid, 
         let p = format!("/proc/{pid}/ns/{ns}");
         nss.push((fs::File::open(&p).map_err(|e| Error::io("opening", p, e))?, flag));
     }
-    let (err_r, err_w) = pipe()?;
-    let (pid_r, pid_w) = pipe()?;
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys(format!("prctl: {e}")))?;
-    match unsafe { fork() }.map_err(|e| Error::sys(format!("fork: {e}")))? {
-        ForkResult::Child => {
-            drop(err_r);
-            drop(pid_r);
-            let ew = err_w.as_raw_fd();
-            for (f, flag) in &nss {
-                if let Err(e) = setns(f, *flag) {
-                    report_and_exit(ew, 126, &format!("joining the container's namespaces: {e}"));
-                }
-            }
-            match unsafe { fork() } {
-                Ok(ForkResult::Child) => {
-                    drop(pid_w);
-                    exec_process(proc_, ew)
-                }
-                Ok(ForkResult::Parent { child }) => {
-                    let _ = fs::File::from(pid_w).write_all(&child.as_raw().to_ne_bytes());
-                    unsafe { libc::_exit(0) }
-                }
-                Err(e) => report_and_exit(ew, 126, &format!("fork: {e}")),
+    let enter = |ew: RawFd| {
+        for (f, flag) in &nss {
+            if let Err(e) = setns(f, *flag) {
+                report_and_exit(ew, 126, &format!("joining the container's namespaces: {e}"));
             }
         }
-        ForkResult::Parent { child } => {
-            drop(err_w);
-            drop(pid_w);
-            drop(nss);
-            let mut buf = [0u8; 4];
-            let got = fs::File::from(pid_r).read_exact(&mut buf);
-            let _ = waitpid(child, None);
-            match (got, read_report(err_r)) {
-                (Ok(()), None) => Ok(Ok(Pid::from_raw(i32::from_ne_bytes(buf)))),
-                (Ok(()), Some(e)) => {
-                    let _ = waitpid(Pid::from_raw(i32::from_ne_bytes(buf)), None);
-                    Ok(Err(e))
-                }
-                (Err(_), Some(e)) => Ok(Err(e)),
-                (Err(e), None) => Err(Error::sys(format!("exec setup failed: {e}"))),
-            }
-        }
-    }
+    };
+    double_fork(126, enter, |ew| exec_process(proc_, ew))
 }
 
 fn container_init(root: &RootFs, proc_: &Process, ew: RawFd) -> ! {
@@ -233,13 +215,14 @@ fn build_root(r: &RootFs) -> std::result::Result<(), String> {
             ImageFile::Symlink(target) => std::os::unix::fs::symlink(target, &p).map_err(|e| format!("symlink {path}: {e}"))?,
         }
     }
-    for d in ["proc", "sys", "dev", "tmp", "run", "etc"] {
+    // /tmp comes from the lower layer like the rest of the filesystem (copy-on-write), as in a
+    // Docker image; /run is private (the host's holds runtime state such as /run/netns).
+    for d in ["proc", "sys", "dev", "run", "etc"] {
         let _ = fs::create_dir_all(t.join(d));
     }
     m(Some("proc"), &t.join("proc"), Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)?;
     m(Some("sysfs"), &t.join("sys"), Some("sysfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY, None)?;
     m(Some("/dev"), &t.join("dev"), None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-    m(Some("tmpfs"), &t.join("tmp"), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))?;
     m(Some("tmpfs"), &t.join("run"), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755"))?;
     for (src, name) in &r.etc_files {
         let dst = t.join("etc").join(name);

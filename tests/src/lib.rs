@@ -267,13 +267,7 @@ impl Host {
 
     /// Runs `linkrt ARGS` in this host (with a 120 s guard).
     pub fn linkrt(&self, args: &[&str]) -> Out {
-        let mut c = self.command(args);
-        let o = run_with_timeout(&mut c, std::time::Duration::from_secs(120));
-        Out {
-            code: exit_code(&o.status),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        self.linkrt_env(&[], args)
     }
 
     /// `linkrt ARGS`, which must succeed; returns trimmed stdout.

@@ -87,10 +87,13 @@ fn monitor_streams_drops_and_nat_flows() {
     server(&h, "src");
     h.ok(&["run", "-d", "--name", "stranger", "alpine", "sleep", "600"]);
     h.ok(&["run", "-d", "--name", "web", "-p", "8080:5000", "training/webapp"]);
-    let mon = h.spawn(&["monitor", "--count", "2", "--timeout", "30"]);
+    let mut mon = h.spawn(&["monitor", "--timeout", "60"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(!connects(&h, "stranger", "172.17.0.2", 7000));
     eventually(10, || cl.curl(&format!("http://{}:8080/", linkrt_tests::HOST_IP)));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Every event is one line written as it comes: stop the monitor and read them.
+    let _ = mon.kill();
     let out = mon.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().any(|l| l.starts_with("drop  (drop_policy) tcp 172.17.0.3:") && l.ends_with("-> 172.17.0.2:7000")), "{text}");

@@ -97,7 +97,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("test bench_smoke ... {}", if ok { "ok" } else { "FAILED" });
                 smoke = if ok { (1, 0) } else { (0, 1) };
             }
-            let mut cmd = as_root("cargo", &["test".into(), "--workspace".into()]);
+            // --no-fail-fast: one failing test binary must not hide the others' results.
+            let mut cmd = as_root("cargo", &["test".into(), "--workspace".into(), "--no-fail-fast".into()]);
             cmd.args(&args).env("LINKRT_BIN", &bin).current_dir(&root);
             run_tests(cmd, smoke)
         }
