@@ -44,7 +44,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
     }
     let _ = writeln!(s, "\nScaling with the number of published mappings (the measured one last), median:\n");
     let _ = writeln!(s, "| mappings | metric | direct | linkrt | iptables | nftables |\n|---|---|---|---|---|---|");
-    for (label, table) in [("CRR conn/s", &r.scale_crr), ("RR tx/s", &r.scale_rr)] {
+    for (label, table) in [("CRR conn/s", &r.scale_crr), ("RR tx/s", &r.scale_rr), ("bulk Gbit/s", &r.scale_bulk_gbps), ("UDP pkt/s", &r.scale_udp_pps)] {
         for (n, m) in table {
             let c: Vec<String> = ["direct", "linkrt", "iptables", "nftables"].iter().map(|p| m.get(*p).map(|v| fmt(*v)).unwrap_or("–".into())).collect();
             let _ = writeln!(s, "| {n} | {label} | {} |", c.join(" | "));

@@ -340,6 +340,8 @@ pub struct Report {
     /// "N" → path → CRR conn/s (median), with the measured mapping placed after N-1 others.
     pub scale_crr: BTreeMap<usize, BTreeMap<String, f64>>,
     pub scale_rr: BTreeMap<usize, BTreeMap<String, f64>>,
+    pub scale_bulk_gbps: BTreeMap<usize, BTreeMap<String, f64>>,
+    pub scale_udp_pps: BTreeMap<usize, BTreeMap<String, f64>>,
     /// Host processes (L1 direct, L2 linkrt socket hooks, L4 proxy) and hairpin from a container.
     pub local: BTreeMap<String, BTreeMap<String, Stat>>,
     /// Control-plane times in milliseconds.
@@ -418,17 +420,24 @@ pub fn run(o: &Options) -> Result<Report> {
         env.linkrt_extra(n - 1)?;
         let mut crr: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut rr: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut bulk: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut udp: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for _ in 0..scale_reps {
             for p in [Path_::Direct, Path_::Linkrt, Path_::Iptables, Path_::Nftables] {
                 env.setup(p, n - 1)?;
                 crr.entry(p.name().into()).or_default().push(env.client(Where::Client, "crr", &p.addr(), secs)?.rate());
                 rr.entry(p.name().into()).or_default().push(env.client(Where::Client, "rr", &p.addr(), secs)?.rate());
+                let b = env.client(Where::Client, "bulk", &p.addr(), secs)?;
+                bulk.entry(p.name().into()).or_default().push(b.ops as f64 * 8.0 / b.secs / 1e9);
+                udp.entry(p.name().into()).or_default().push(env.client(Where::Client, "udp", &p.addr(), secs)?.rate());
             }
         }
         env.flush_rules()?;
         let med = |m: BTreeMap<String, Vec<f64>>| m.into_iter().map(|(k, v)| (k, stat(&v).median)).collect::<BTreeMap<_, _>>();
         rep.scale_crr.insert(n, med(crr));
         rep.scale_rr.insert(n, med(rr));
+        rep.scale_bulk_gbps.insert(n, med(bulk));
+        rep.scale_udp_pps.insert(n, med(udp));
     }
     env.linkrt_extra(0)?;
 

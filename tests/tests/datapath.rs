@@ -276,3 +276,38 @@ fn a_reused_client_port_does_not_inherit_a_stale_nat_flow() {
     assert_eq!(pkt::endpoints(&out).2, CTR, "the RST itself is still translated");
     assert_eq!(ct_len(&l), 0);
 }
+
+#[test]
+fn ip_options_vlan_and_ipv6_frames() {
+    let mut l = load();
+    publish(&mut l, 0, 8080, pkt::PROTO_TCP, 5000);
+    // IPv4 with 4 bytes of options (IHL 6): the L4 header is found after them.
+    let plain = pkt::tcp(CLIENT, 40000, HOST, 8080, 0x02, b"");
+    let mut opt = plain[..14].to_vec();
+    let mut ip = plain[14..34].to_vec();
+    ip[0] = 0x46;
+    let total = u16::from_be_bytes([ip[2], ip[3]]) + 4;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[1, 1, 1, 0]); // NOP NOP NOP EOL
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = pkt::csum_fold(pkt::csum_add(&ip, 0));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    opt.extend_from_slice(&ip);
+    opt.extend_from_slice(&plain[34..]);
+    let (_, out) = run(&mut l, maps::PROG_UPLINK_IN, &opt);
+    assert_eq!(&out[30..34], &CTR.octets(), "destination rewritten");
+    assert_eq!(&out[38 + 2..38 + 4], &5000u16.to_be_bytes(), "port found after the options");
+    assert_eq!(pkt::csum_fold(pkt::csum_add(&out[14..38], 0)), 0, "IP checksum with options");
+    // An 802.1Q-tagged frame and an IPv6 frame are not IPv4: passed unchanged.
+    let mut vlan = plain[..12].to_vec();
+    vlan.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+    vlan.extend_from_slice(&plain[12..]);
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_IN, &vlan).1, vlan);
+    let mut v6 = plain[..12].to_vec();
+    v6.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 20, 6, 64]);
+    v6.extend_from_slice(&[0u8; 32]);
+    v6.extend_from_slice(&plain[34..]);
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_IN, &v6).1, v6);
+    assert_eq!(counter(&l, Counter::NonIpv4), 2);
+    assert_eq!(counter(&l, Counter::Dnat), 1);
+}
