@@ -215,13 +215,6 @@ impl Datapath {
     }
 }
 
-/// Detaches the socket hooks (removes their pinned links).
-pub fn detach_cgroup(cfg: &Config) {
-    for name in SOCK_PROGRAMS {
-        let _ = fs::remove_file(cfg.links_dir().join(format!("cgroup_{name}")));
-    }
-}
-
 /// Removes the pinned links of `ifname`; the kernel detaches them (the interface may be gone).
 pub fn detach(cfg: &Config, ifname: &str) -> Result<()> {
     for hook in Hook::ALL {

@@ -608,13 +608,13 @@ pub fn reconcile(store: &Store) -> Result<()> {
     for c in &all {
         // A start interrupted after the container's process began, before it was recorded:
         // stop that process (its supervisor then records the exit).
-        if c.state.status != Status::Running {
-            if let Some((sup, pid1)) = state::read_pids(&store.cfg, &c.id) {
-                if pid_alive(sup) && pid_alive(pid1) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid1), nix::sys::signal::Signal::SIGKILL);
-                } else if !pid_alive(sup) {
-                    let _ = fs::remove_file(state::pids_path(&store.cfg, &c.id));
-                }
+        if c.state.status != Status::Running
+            && let Some((sup, pid1)) = state::read_pids(&store.cfg, &c.id)
+        {
+            if pid_alive(sup) && pid_alive(pid1) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid1), nix::sys::signal::Signal::SIGKILL);
+            } else if !pid_alive(sup) {
+                let _ = fs::remove_file(state::pids_path(&store.cfg, &c.id));
             }
         }
         if c.state.status == Status::Running && !pid_alive(c.state.supervisor_pid) {

@@ -48,11 +48,6 @@ impl Subnet {
         let size = 1u32 << (32 - self.prefix);
         (2..size - 1).map(move |i| Ipv4Addr::from(base + i))
     }
-
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = u32::MAX << (32 - self.prefix);
-        u32::from(ip) & mask == u32::from(self.base)
-    }
 }
 
 /// Docker's MAC for an IP: `02:42:` followed by the four address bytes.
@@ -173,21 +168,6 @@ pub fn teardown_endpoint(short_id: &str) -> Result<()> {
     if errs.is_empty() { Ok(()) } else { Err(Error::Multiple(errs)) }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subnet_math() {
-        let s = Subnet::parse("172.17.0.0/16").unwrap();
-        assert_eq!(s.gateway(), Ipv4Addr::new(172, 17, 0, 1));
-        assert_eq!(s.hosts().next(), Some(Ipv4Addr::new(172, 17, 0, 2)));
-        assert_eq!(s.hosts().last(), Some(Ipv4Addr::new(172, 17, 255, 254)));
-        assert!(Subnet::parse("10.0.0.0/31").is_err() && Subnet::parse("x").is_err());
-        assert_eq!(mac_for(Ipv4Addr::new(172, 17, 0, 2)), "02:42:ac:11:00:02");
-    }
-}
-
 /// The host's interfaces where published ports are reached from outside: every interface of
 /// this namespace but loopback, the bridge and the bridge's ports.
 pub fn uplinks() -> Result<Vec<String>> {
@@ -215,4 +195,19 @@ pub fn local_addrs() -> Result<Vec<Ipv4Addr>> {
         .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
         .filter_map(|a| a.split('/').next()?.parse().ok())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_math() {
+        let s = Subnet::parse("172.17.0.0/16").unwrap();
+        assert_eq!(s.gateway(), Ipv4Addr::new(172, 17, 0, 1));
+        assert_eq!(s.hosts().next(), Some(Ipv4Addr::new(172, 17, 0, 2)));
+        assert_eq!(s.hosts().last(), Some(Ipv4Addr::new(172, 17, 255, 254)));
+        assert!(Subnet::parse("10.0.0.0/31").is_err() && Subnet::parse("x").is_err());
+        assert_eq!(mac_for(Ipv4Addr::new(172, 17, 0, 2)), "02:42:ac:11:00:02");
+    }
 }
