@@ -74,15 +74,30 @@ pub struct Sample {
 
 impl Sample {
     pub fn rate(&self) -> f64 {
-        if self.secs > 0.0 { self.ops as f64 / self.secs } else { 0.0 }
+        if self.secs > 0.0 {
+            self.ops as f64 / self.secs
+        } else {
+            0.0
+        }
     }
 }
 
 fn busy_jiffies() -> u64 {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<u64> = s.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     // user nice system idle iowait irq softirq steal
-    f.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| *v).sum()
+    f.iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| *v)
+        .sum()
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -125,11 +140,20 @@ pub fn client(mode: &str, addr: SocketAddr, secs: f64) -> anyhow::Result<Sample>
                     s.write_all(b"C")?;
                     s.read_exact(&mut b)?;
                     // Close with RST (SO_LINGER 0): no TIME_WAIT, no ephemeral port exhaustion.
-                    let lg = libc::linger { l_onoff: 1, l_linger: 0 };
+                    let lg = libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    };
                     use std::os::fd::AsRawFd;
                     // SAFETY: valid socket and option buffer.
                     unsafe {
-                        libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, (&lg as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as u32)
+                        libc::setsockopt(
+                            s.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            libc::SO_LINGER,
+                            (&lg as *const libc::linger).cast(),
+                            std::mem::size_of::<libc::linger>() as u32,
+                        )
                     };
                     Ok(())
                 })();
@@ -190,7 +214,11 @@ pub fn client(mode: &str, addr: SocketAddr, secs: f64) -> anyhow::Result<Sample>
         secs,
         p50_us: percentile(&lat, 0.5),
         p99_us: percentile(&lat, 0.99),
-        cpu_us_per_op: if ops > 0 && mode != "bulk" { cpu / ops as f64 } else { 0.0 },
+        cpu_us_per_op: if ops > 0 && mode != "bulk" {
+            cpu / ops as f64
+        } else {
+            0.0
+        },
         errors,
     })
 }

@@ -56,7 +56,12 @@ fn main() -> Result<()> {
             println!("{}", serde_json::to_string(&s)?);
             Ok(())
         }
-        Cmd::Run { quick, out, linkrt, command } => {
+        Cmd::Run {
+            quick,
+            out,
+            linkrt,
+            command,
+        } => {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let r = run::run(&run::Options { quick, linkrt })?;
             let md = report::markdown(&r, &command);

@@ -34,7 +34,13 @@ pub enum Path_ {
 }
 
 impl Path_ {
-    pub const ALL: [Path_; 5] = [Path_::Direct, Path_::Linkrt, Path_::Iptables, Path_::Nftables, Path_::Proxy];
+    pub const ALL: [Path_; 5] = [
+        Path_::Direct,
+        Path_::Linkrt,
+        Path_::Iptables,
+        Path_::Nftables,
+        Path_::Proxy,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -72,7 +78,11 @@ pub struct Options {
 fn sh(cmd: &mut Command) -> Result<String> {
     let o = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !o.status.success() {
-        bail!("{cmd:?} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        bail!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
@@ -122,19 +132,63 @@ impl Env {
         fs::copy(&env.me, &env.in_container).context("copying the load generator for the containers")?;
         fs::create_dir_all(env.tmp.join("bpf"))?;
         fs::create_dir_all(&env.cgroup)?;
-        sh(&mut cmd(&["mount", "-t", "bpf", "bpf", &env.tmp.join("bpf").to_string_lossy()]))?;
+        sh(&mut cmd(&[
+            "mount",
+            "-t",
+            "bpf",
+            "bpf",
+            &env.tmp.join("bpf").to_string_lossy(),
+        ]))?;
         for ns in [&env.host, &env.cli] {
             sh(&mut cmd(&["ip", "netns", "add", ns]))?;
             sh(&mut cmd(&["ip", "-n", ns, "link", "set", "lo", "up"]))?;
         }
-        sh(&mut cmd(&["ip", "link", "add", "up0", "netns", &env.host, "type", "veth", "peer", "name", "eth0", "netns", &env.cli]))?;
-        sh(&mut cmd(&["ip", "-n", &env.host, "addr", "add", &format!("{HOST_IP}/24"), "dev", "up0"]))?;
+        sh(&mut cmd(&[
+            "ip", "link", "add", "up0", "netns", &env.host, "type", "veth", "peer", "name", "eth0", "netns", &env.cli,
+        ]))?;
+        sh(&mut cmd(&[
+            "ip",
+            "-n",
+            &env.host,
+            "addr",
+            "add",
+            &format!("{HOST_IP}/24"),
+            "dev",
+            "up0",
+        ]))?;
         sh(&mut cmd(&["ip", "-n", &env.host, "link", "set", "up0", "up"]))?;
-        sh(&mut cmd(&["ip", "-n", &env.cli, "addr", "add", &format!("{CLIENT_IP}/24"), "dev", "eth0"]))?;
+        sh(&mut cmd(&[
+            "ip",
+            "-n",
+            &env.cli,
+            "addr",
+            "add",
+            &format!("{CLIENT_IP}/24"),
+            "dev",
+            "eth0",
+        ]))?;
         sh(&mut cmd(&["ip", "-n", &env.cli, "link", "set", "eth0", "up"]))?;
-        sh(&mut cmd(&["ip", "-n", &env.cli, "route", "add", "172.17.0.0/16", "via", HOST_IP]))?;
+        sh(&mut cmd(&[
+            "ip",
+            "-n",
+            &env.cli,
+            "route",
+            "add",
+            "172.17.0.0/16",
+            "via",
+            HOST_IP,
+        ]))?;
         // CRR hygiene: many ephemeral ports, reuse TIME_WAIT.
-        sh(&mut cmd(&["ip", "netns", "exec", &env.cli, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535", "net.ipv4.tcp_tw_reuse=1"]))?;
+        sh(&mut cmd(&[
+            "ip",
+            "netns",
+            "exec",
+            &env.cli,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_local_port_range=1024 65535",
+            "net.ipv4.tcp_tw_reuse=1",
+        ]))?;
         Ok(env)
     }
 
@@ -166,7 +220,12 @@ impl Env {
         let secs_s = format!("{secs}");
         let inside = self.in_container.to_string_lossy().into_owned();
         let client_args = |bin: &str| -> Vec<String> {
-            ["taskset", "-c", "0", bin, "client", "--mode", mode, "--addr", addr, "--secs", &secs_s].iter().map(|s| s.to_string()).collect()
+            [
+                "taskset", "-c", "0", bin, "client", "--mode", mode, "--addr", addr, "--secs", &secs_s,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
         };
         let out = match where_ {
             Where::Client => {
@@ -178,7 +237,12 @@ impl Env {
                 let procs = self.cgroup.join("cgroup.procs");
                 let mut c = Command::new("nsenter");
                 c.arg(format!("--net=/run/netns/{}", self.host))
-                    .args(["sh", "-c", &format!("echo $$ > {} && exec \"$@\"", procs.display()), "sh"])
+                    .args([
+                        "sh",
+                        "-c",
+                        &format!("echo $$ > {} && exec \"$@\"", procs.display()),
+                        "sh",
+                    ])
                     .args(client_args(&me));
                 sh(&mut c)?
             }
@@ -237,7 +301,9 @@ impl Env {
         let _ = self.linkrt(&["rm", "-f", "dummies"]);
         if extra > 0 {
             let range = format!("1024-{}:1024-{}/sctp", 1023 + extra, 1023 + extra);
-            self.linkrt(&["run", "-d", "--name", "dummies", "-p", &range, "alpine", "sleep", "3600"])?;
+            self.linkrt(&[
+                "run", "-d", "--name", "dummies", "-p", &range, "alpine", "sleep", "3600",
+            ])?;
         }
         Ok(())
     }
@@ -275,17 +341,29 @@ enum Where {
 /// Docker 28's rules for one published TCP+UDP port (nat DOCKER DNAT, filter DOCKER accept,
 /// DOCKER-CT established, raw direct-access drop, masquerade), plus `extra` dummy TCP mappings.
 fn docker_iptables(port: u16, extra: usize) -> String {
-    let mut nat = String::from("*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n-A POSTROUTING -s 172.17.0.0/16 ! -o linkrt0 -j MASQUERADE\n");
-    let mut filter = String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-CT - [0:0]\n:DOCKER-FORWARD - [0:0]\n-A FORWARD -j DOCKER-FORWARD\n-A DOCKER-FORWARD -j DOCKER-CT\n-A DOCKER-FORWARD -i linkrt0 -j ACCEPT\n-A DOCKER-FORWARD -o linkrt0 -j DOCKER\n-A DOCKER-CT -o linkrt0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n");
+    let mut nat = String::from(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n-A POSTROUTING -s 172.17.0.0/16 ! -o linkrt0 -j MASQUERADE\n",
+    );
+    let mut filter = String::from(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-CT - [0:0]\n:DOCKER-FORWARD - [0:0]\n-A FORWARD -j DOCKER-FORWARD\n-A DOCKER-FORWARD -j DOCKER-CT\n-A DOCKER-FORWARD -i linkrt0 -j ACCEPT\n-A DOCKER-FORWARD -o linkrt0 -j DOCKER\n-A DOCKER-CT -o linkrt0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n",
+    );
     for i in 0..extra {
         let d = 10000 + (i % 50000);
         let ip = format!("172.17.{}.{}", 1 + i / 50000, 10);
-        nat.push_str(&format!("-A DOCKER ! -i linkrt0 -p tcp -m tcp --dport {d} -j DNAT --to-destination {ip}:{d}\n"));
-        filter.push_str(&format!("-A DOCKER -d {ip}/32 ! -i linkrt0 -o linkrt0 -p tcp -m tcp --dport {d} -j ACCEPT\n"));
+        nat.push_str(&format!(
+            "-A DOCKER ! -i linkrt0 -p tcp -m tcp --dport {d} -j DNAT --to-destination {ip}:{d}\n"
+        ));
+        filter.push_str(&format!(
+            "-A DOCKER -d {ip}/32 ! -i linkrt0 -o linkrt0 -p tcp -m tcp --dport {d} -j ACCEPT\n"
+        ));
     }
     for proto in ["tcp", "udp"] {
-        nat.push_str(&format!("-A DOCKER ! -i linkrt0 -p {proto} -m {proto} --dport {port} -j DNAT --to-destination {SRV_IP}:{SRV_PORT}\n"));
-        filter.push_str(&format!("-A DOCKER -d {SRV_IP}/32 ! -i linkrt0 -o linkrt0 -p {proto} -m {proto} --dport {SRV_PORT} -j ACCEPT\n"));
+        nat.push_str(&format!(
+            "-A DOCKER ! -i linkrt0 -p {proto} -m {proto} --dport {port} -j DNAT --to-destination {SRV_IP}:{SRV_PORT}\n"
+        ));
+        filter.push_str(&format!(
+            "-A DOCKER -d {SRV_IP}/32 ! -i linkrt0 -o linkrt0 -p {proto} -m {proto} --dport {SRV_PORT} -j ACCEPT\n"
+        ));
     }
     filter.push_str("-A DOCKER ! -i linkrt0 -o linkrt0 -j DROP\nCOMMIT\n");
     nat.push_str("COMMIT\n");
@@ -294,7 +372,9 @@ fn docker_iptables(port: u16, extra: usize) -> String {
 
 /// DNAT through one nftables map per protocol (the best non-eBPF kernel option).
 fn nft_map(port: u16, extra: usize) -> String {
-    let mut tcp: Vec<String> = (0..extra).map(|i| format!("{} : 172.17.1.10 . {}", 10000 + (i % 50000), 10000 + (i % 50000))).collect();
+    let mut tcp: Vec<String> = (0..extra)
+        .map(|i| format!("{} : 172.17.1.10 . {}", 10000 + (i % 50000), 10000 + (i % 50000)))
+        .collect();
     tcp.sort();
     tcp.dedup();
     tcp.push(format!("{port} : {SRV_IP} . {SRV_PORT}"));
@@ -318,7 +398,13 @@ pub struct Stat {
 fn stat(runs: &[f64]) -> Stat {
     let mut v = runs.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Stat { median: median(&v), min: *v.first().unwrap_or(&0.0), max: *v.last().unwrap_or(&0.0), runs: runs.to_vec(), ratio_to_direct: None }
+    Stat {
+        median: median(&v),
+        min: *v.first().unwrap_or(&0.0),
+        max: *v.last().unwrap_or(&0.0),
+        runs: runs.to_vec(),
+        ratio_to_direct: None,
+    }
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -326,7 +412,11 @@ fn median(sorted: &[f64]) -> f64 {
         return 0.0;
     }
     let n = sorted.len();
-    if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -356,7 +446,22 @@ pub fn run(o: &Options) -> Result<Report> {
     let me = env.in_container.to_string_lossy().into_owned();
     let port = SRV_PORT.to_string();
     env.linkrt(&[
-        "run", "-d", "--name", "srv", "-p", "8080:5000", "-p", "8080:5000/udp", "alpine", "taskset", "-c", "1", &me, "serve", "--port", &port,
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "-p",
+        "8080:5000",
+        "-p",
+        "8080:5000/udp",
+        "alpine",
+        "taskset",
+        "-c",
+        "1",
+        &me,
+        "serve",
+        "--port",
+        &port,
     ])?;
     // Wait for the server.
     let mut up = false;
@@ -369,35 +474,60 @@ pub fn run(o: &Options) -> Result<Report> {
     }
     if !up {
         let logs = env.linkrt(&["logs", "srv"]).unwrap_or_default();
-        bail!("the benchmark server did not come up in its container (is {} visible there?): {logs}", me);
+        bail!(
+            "the benchmark server did not come up in its container (is {} visible there?): {logs}",
+            me
+        );
     }
     // The hairpin client is linked to the server, so that its direct path is allowed too.
-    env.linkrt(&["run", "-d", "--name", "hairpin", "--link", "srv", "alpine", "sleep", "3600"])?;
+    env.linkrt(&[
+        "run", "-d", "--name", "hairpin", "--link", "srv", "alpine", "sleep", "3600",
+    ])?;
     let mut rep = Report {
         quick: o.quick,
         reps,
         secs_per_sample: secs,
-        kernel: fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
         ..Default::default()
     };
 
     // 1. Paths × metrics, interleaved: every repetition visits every path.
-    let metrics = [("bulk", "bulk_gbps"), ("rr", "rr_tps"), ("crr", "crr_cps"), ("udp", "udp_pps")];
+    let metrics = [
+        ("bulk", "bulk_gbps"),
+        ("rr", "rr_tps"),
+        ("crr", "crr_cps"),
+        ("udp", "udp_pps"),
+    ];
     let mut raw: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     for _ in 0..reps {
         for p in Path_::ALL {
             env.setup(p, 0)?;
             for (mode, key) in metrics {
                 let s = env.client(Where::Client, mode, &p.addr(), secs)?;
-                let v = if mode == "bulk" { s.ops as f64 * 8.0 / s.secs / 1e9 } else { s.rate() };
+                let v = if mode == "bulk" {
+                    s.ops as f64 * 8.0 / s.secs / 1e9
+                } else {
+                    s.rate()
+                };
                 raw.entry((key.into(), p.name().into())).or_default().push(v);
                 if mode == "rr" {
-                    raw.entry(("rr_p50_us".into(), p.name().into())).or_default().push(s.p50_us);
-                    raw.entry(("rr_p99_us".into(), p.name().into())).or_default().push(s.p99_us);
-                    raw.entry(("rr_cpu_us".into(), p.name().into())).or_default().push(s.cpu_us_per_op);
+                    raw.entry(("rr_p50_us".into(), p.name().into()))
+                        .or_default()
+                        .push(s.p50_us);
+                    raw.entry(("rr_p99_us".into(), p.name().into()))
+                        .or_default()
+                        .push(s.p99_us);
+                    raw.entry(("rr_cpu_us".into(), p.name().into()))
+                        .or_default()
+                        .push(s.cpu_us_per_op);
                 }
                 if mode == "crr" {
-                    raw.entry(("crr_cpu_us".into(), p.name().into())).or_default().push(s.cpu_us_per_op);
+                    raw.entry(("crr_cpu_us".into(), p.name().into()))
+                        .or_default()
+                        .push(s.cpu_us_per_op);
                 }
             }
         }
@@ -406,7 +536,12 @@ pub fn run(o: &Options) -> Result<Report> {
     for ((metric, path), runs) in &raw {
         let mut st = stat(runs);
         if let Some(direct) = raw.get(&(metric.clone(), "direct".into())) {
-            let mut ratios: Vec<f64> = runs.iter().zip(direct).filter(|(_, d)| **d > 0.0).map(|(v, d)| v / d).collect();
+            let mut ratios: Vec<f64> = runs
+                .iter()
+                .zip(direct)
+                .filter(|(_, d)| **d > 0.0)
+                .map(|(v, d)| v / d)
+                .collect();
             ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
             st.ratio_to_direct = Some(median(&ratios));
         }
@@ -414,7 +549,11 @@ pub fn run(o: &Options) -> Result<Report> {
     }
 
     // 2. Scale: N mappings, the measured one last.
-    let ns: &[usize] = if o.quick { &[1, 10_000] } else { &[1, 100, 10_000, 60_000] };
+    let ns: &[usize] = if o.quick {
+        &[1, 10_000]
+    } else {
+        &[1, 100, 10_000, 60_000]
+    };
     let scale_reps = if o.quick { 1 } else { 3 };
     for &n in ns {
         env.linkrt_extra(n - 1)?;
@@ -425,15 +564,27 @@ pub fn run(o: &Options) -> Result<Report> {
         for _ in 0..scale_reps {
             for p in [Path_::Direct, Path_::Linkrt, Path_::Iptables, Path_::Nftables] {
                 env.setup(p, n - 1)?;
-                crr.entry(p.name().into()).or_default().push(env.client(Where::Client, "crr", &p.addr(), secs)?.rate());
-                rr.entry(p.name().into()).or_default().push(env.client(Where::Client, "rr", &p.addr(), secs)?.rate());
+                crr.entry(p.name().into())
+                    .or_default()
+                    .push(env.client(Where::Client, "crr", &p.addr(), secs)?.rate());
+                rr.entry(p.name().into())
+                    .or_default()
+                    .push(env.client(Where::Client, "rr", &p.addr(), secs)?.rate());
                 let b = env.client(Where::Client, "bulk", &p.addr(), secs)?;
-                bulk.entry(p.name().into()).or_default().push(b.ops as f64 * 8.0 / b.secs / 1e9);
-                udp.entry(p.name().into()).or_default().push(env.client(Where::Client, "udp", &p.addr(), secs)?.rate());
+                bulk.entry(p.name().into())
+                    .or_default()
+                    .push(b.ops as f64 * 8.0 / b.secs / 1e9);
+                udp.entry(p.name().into())
+                    .or_default()
+                    .push(env.client(Where::Client, "udp", &p.addr(), secs)?.rate());
             }
         }
         env.flush_rules()?;
-        let med = |m: BTreeMap<String, Vec<f64>>| m.into_iter().map(|(k, v)| (k, stat(&v).median)).collect::<BTreeMap<_, _>>();
+        let med = |m: BTreeMap<String, Vec<f64>>| {
+            m.into_iter()
+                .map(|(k, v)| (k, stat(&v).median))
+                .collect::<BTreeMap<_, _>>()
+        };
         rep.scale_crr.insert(n, med(crr));
         rep.scale_rr.insert(n, med(rr));
         rep.scale_bulk_gbps.insert(n, med(bulk));
@@ -455,13 +606,21 @@ pub fn run(o: &Options) -> Result<Report> {
         for (name, w, addr) in &local_paths {
             for mode in ["rr", "crr"] {
                 let s = env.client(*w, mode, addr, secs)?;
-                lraw.entry((format!("{mode}_{}", if mode == "rr" { "tps" } else { "cps" }), name.to_string())).or_default().push(s.rate());
+                lraw.entry((
+                    format!("{mode}_{}", if mode == "rr" { "tps" } else { "cps" }),
+                    name.to_string(),
+                ))
+                .or_default()
+                .push(s.rate());
             }
         }
     }
     env.flush_rules()?;
     for ((metric, path), runs) in &lraw {
-        rep.local.entry(metric.clone()).or_default().insert(path.clone(), stat(runs));
+        rep.local
+            .entry(metric.clone())
+            .or_default()
+            .insert(path.clone(), stat(runs));
     }
 
     // 4. Control plane: publishing a 10,000-port range.
@@ -473,35 +632,78 @@ pub fn run(o: &Options) -> Result<Report> {
     let cp_reps = if o.quick { 1 } else { 3 };
     let (mut with, mut without) = (Vec::new(), Vec::new());
     for _ in 0..cp_reps {
-        without.push(time(&mut || env.linkrt(&["run", "-d", "--name", "cp0", "alpine", "sleep", "600"]).map(|_| ()))?);
-        with.push(time(&mut || env.linkrt(&["run", "-d", "--name", "cp1", "-p", "20000-29999:20000-29999", "alpine", "sleep", "600"]).map(|_| ()))?);
+        without.push(time(&mut || {
+            env.linkrt(&["run", "-d", "--name", "cp0", "alpine", "sleep", "600"])
+                .map(|_| ())
+        })?);
+        with.push(time(&mut || {
+            env.linkrt(&[
+                "run",
+                "-d",
+                "--name",
+                "cp1",
+                "-p",
+                "20000-29999:20000-29999",
+                "alpine",
+                "sleep",
+                "600",
+            ])
+            .map(|_| ())
+        })?);
         env.linkrt(&["rm", "-f", "cp0", "cp1"])?;
     }
     let (w, wo) = (stat(&with).median, stat(&without).median);
     rep.control_ms.insert("linkrt_run_with_10000_ports".into(), w);
     rep.control_ms.insert("linkrt_run_without_ports".into(), wo);
-    rep.control_ms.insert("linkrt_publish_10000_ports".into(), (w - wo).max(0.0));
+    rep.control_ms
+        .insert("linkrt_publish_10000_ports".into(), (w - wo).max(0.0));
     let f = env.tmp.join("cp.rules");
     fs::write(&f, docker_iptables(8081, 10_000))?;
     let fs_ = f.to_string_lossy().into_owned();
-    rep.control_ms.insert("iptables_restore_10000".into(), time(&mut || env.in_host(&["iptables-restore", &fs_]).map(|_| ()))?);
+    rep.control_ms.insert(
+        "iptables_restore_10000".into(),
+        time(&mut || env.in_host(&["iptables-restore", &fs_]).map(|_| ()))?,
+    );
     env.flush_rules()?;
     // Docker execs iptables once per rule (3 rules per port): time 100 execs, extrapolate.
     env.in_host(&["iptables", "-t", "nat", "-N", "DOCKER"])?;
     let t100 = time(&mut || {
         for i in 0..100 {
             let d = (10000 + i).to_string();
-            env.in_host(&["iptables", "-t", "nat", "-A", "DOCKER", "-p", "tcp", "--dport", &d, "-j", "DNAT", "--to-destination", "172.17.0.9:80"])?;
+            env.in_host(&[
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                "DOCKER",
+                "-p",
+                "tcp",
+                "--dport",
+                &d,
+                "-j",
+                "DNAT",
+                "--to-destination",
+                "172.17.0.9:80",
+            ])?;
         }
         Ok(())
     })?;
-    rep.control_ms.insert("iptables_per_rule_exec_10000_ports_extrapolated".into(), t100 / 100.0 * 3.0 * 10_000.0);
+    rep.control_ms.insert(
+        "iptables_per_rule_exec_10000_ports_extrapolated".into(),
+        t100 / 100.0 * 3.0 * 10_000.0,
+    );
     env.flush_rules()?;
     fs::write(&f, nft_map(8082, 10_000))?;
-    rep.control_ms.insert("nft_map_10000".into(), time(&mut || env.in_host(&["nft", "-f", &fs_]).map(|_| ()))?);
+    rep.control_ms.insert(
+        "nft_map_10000".into(),
+        time(&mut || env.in_host(&["nft", "-f", &fs_]).map(|_| ()))?,
+    );
     env.flush_rules()?;
-    rep.notes.push("proxy = socat (fork per connection); Debian's docker-proxy is not installed by the harness".into());
+    rep.notes
+        .push("proxy = socat (fork per connection); Debian's docker-proxy is not installed by the harness".into());
     rep.notes.push("scale: N-1 dummy mappings precede the measured one (linkrt: SCTP entries in the same hash map; iptables: DNAT+ACCEPT rules; nft: map elements)".into());
-    rep.notes.push("client pinned to CPU 0 (taskset), server to CPU 1; cpu_us = busy CPU of the whole VM per transaction".into());
+    rep.notes.push(
+        "client pinned to CPU 0 (taskset), server to CPU 1; cpu_us = busy CPU of the whole VM per transaction".into(),
+    );
     Ok(rep)
 }

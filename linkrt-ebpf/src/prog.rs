@@ -110,13 +110,27 @@ impl Pkt {
     /// This packet's flow as a conntrack key.
     #[inline(always)]
     fn key(&self) -> CtKey {
-        CtKey { saddr: self.saddr, daddr: self.daddr, sport: self.sport, dport: self.dport, proto: self.proto, _pad: [0; 3] }
+        CtKey {
+            saddr: self.saddr,
+            daddr: self.daddr,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            _pad: [0; 3],
+        }
     }
 
     /// The key of this packet's replies.
     #[inline(always)]
     fn reply_key(&self) -> CtKey {
-        CtKey { saddr: self.daddr, daddr: self.saddr, sport: self.dport, dport: self.sport, proto: self.proto, _pad: [0; 3] }
+        CtKey {
+            saddr: self.daddr,
+            daddr: self.saddr,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+            _pad: [0; 3],
+        }
     }
 }
 
@@ -160,8 +174,19 @@ fn parse(ctx: &TcContext) -> Option<Pkt> {
     let daddr = ctx.load::<u32>(ETH_HLEN + 16).ok()?;
     if l4proto != IPPROTO_TCP && l4proto != IPPROTO_UDP && l4proto != IPPROTO_SCTP {
         // No ports: never NATed. For ICMP, `dport` carries the message type (link policy).
-        let ty = if l4proto == IPPROTO_ICMP { ctx.load::<u8>(l4).ok().unwrap_or(255) as u16 } else { 0 };
-        return Some(Pkt { l4, proto: l4proto, saddr, daddr, sport: 0, dport: ty });
+        let ty = if l4proto == IPPROTO_ICMP {
+            ctx.load::<u8>(l4).ok().unwrap_or(255) as u16
+        } else {
+            0
+        };
+        return Some(Pkt {
+            l4,
+            proto: l4proto,
+            saddr,
+            daddr,
+            sport: 0,
+            dport: ty,
+        });
     }
     let need = match l4proto {
         IPPROTO_TCP => 18,
@@ -172,20 +197,37 @@ fn parse(ctx: &TcContext) -> Option<Pkt> {
         count(Counter::Malformed);
         return None;
     }
-    Some(Pkt { l4, proto: l4proto, saddr, daddr, sport: ctx.load::<u16>(l4).ok()?, dport: ctx.load::<u16>(l4 + 2).ok()? })
+    Some(Pkt {
+        l4,
+        proto: l4proto,
+        saddr,
+        daddr,
+        sport: ctx.load::<u16>(l4).ok()?,
+        dport: ctx.load::<u16>(l4 + 2).ok()?,
+    })
 }
 
 /// The backend of a published host endpoint, if `p` is addressed to one.
 #[inline(always)]
 fn lookup_backend(p: &Pkt) -> Option<Backend> {
-    let exact = PortKey { ip: p.daddr, port: p.dport, proto: p.proto, _pad: 0 };
+    let exact = PortKey {
+        ip: p.daddr,
+        port: p.dport,
+        proto: p.proto,
+        _pad: 0,
+    };
     // SAFETY: values are plain data copied out at once.
     if let Some(b) = unsafe { PORTMAP.get(&exact) } {
         return Some(*b);
     }
     // 0.0.0.0 mappings apply only to the host's own addresses (not to routed traffic).
     unsafe { LOCAL_ADDRS.get(&p.daddr) }?;
-    let any = PortKey { ip: 0, port: p.dport, proto: p.proto, _pad: 0 };
+    let any = PortKey {
+        ip: 0,
+        port: p.dport,
+        proto: p.proto,
+        _pad: 0,
+    };
     unsafe { PORTMAP.get(&any) }.copied()
 }
 
@@ -202,7 +244,16 @@ fn l4_csum(p: &Pkt) -> Option<(usize, u64)> {
 
 /// Rewrites one address (`addr_off`) and one port (`port_off`), fixing the checksums.
 #[inline(always)]
-fn rewrite(ctx: &mut TcContext, p: &Pkt, addr_off: usize, old_ip: u32, new_ip: u32, port_off: usize, old_port: u16, new_port: u16) -> Result<(), i64> {
+fn rewrite(
+    ctx: &mut TcContext,
+    p: &Pkt,
+    addr_off: usize,
+    old_ip: u32,
+    new_ip: u32,
+    port_off: usize,
+    old_port: u16,
+    new_port: u16,
+) -> Result<(), i64> {
     if old_ip != new_ip {
         ctx.l3_csum_replace(ETH_HLEN + 10, old_ip as u64, new_ip as u64, 4)?;
         if let Some((off, extra)) = l4_csum(p) {
@@ -231,8 +282,19 @@ fn dnat(ctx: &mut TcContext, p: &Pkt) -> bool {
         return false;
     }
     let Some(b) = lookup_backend(p) else { return false };
-    let key = CtKey { saddr: b.ip, daddr: p.saddr, sport: b.port, dport: p.sport, proto: p.proto, _pad: [0; 3] };
-    let val = CtVal { orig_ip: p.daddr, orig_port: p.dport, _pad: 0 };
+    let key = CtKey {
+        saddr: b.ip,
+        daddr: p.saddr,
+        sport: b.port,
+        dport: p.sport,
+        proto: p.proto,
+        _pad: [0; 3],
+    };
+    let val = CtVal {
+        orig_ip: p.daddr,
+        orig_port: p.dport,
+        _pad: 0,
+    };
     if unsafe { CT.get(&key) }.is_none() {
         emit(EVENT_NAT, Counter::Dnat, p, b.ip, b.port);
     }
@@ -241,7 +303,10 @@ fn dnat(ctx: &mut TcContext, p: &Pkt) -> bool {
     } else {
         let _ = CT.insert(&key, &val, 0);
     }
-    counted(rewrite(ctx, p, ETH_HLEN + 16, p.daddr, b.ip, p.l4 + 2, p.dport, b.port), Counter::Dnat)
+    counted(
+        rewrite(ctx, p, ETH_HLEN + 16, p.daddr, b.ip, p.l4 + 2, p.dport, b.port),
+        Counter::Dnat,
+    )
 }
 
 /// A packet that is not NATed but reuses the 5-tuple of an old NATed flow (a client port
@@ -271,11 +336,16 @@ fn reverse_nat(ctx: &mut TcContext, p: &Pkt) -> bool {
     }
     let key = p.key();
     // SAFETY: copied out at once.
-    let Some(v) = (unsafe { CT.get(&key) }).copied() else { return false };
+    let Some(v) = (unsafe { CT.get(&key) }).copied() else {
+        return false;
+    };
     if tcp_rst(ctx, p) {
         let _ = CT.remove(&key);
     }
-    counted(rewrite(ctx, p, ETH_HLEN + 12, p.saddr, v.orig_ip, p.l4, p.sport, v.orig_port), Counter::ReverseNat)
+    counted(
+        rewrite(ctx, p, ETH_HLEN + 12, p.saddr, v.orig_ip, p.l4, p.sport, v.orig_port),
+        Counter::ReverseNat,
+    )
 }
 
 /// ICMP errors (destination unreachable, time exceeded, parameter problem) that a container
@@ -294,7 +364,9 @@ fn reverse_nat_icmp_error(ctx: &mut TcContext, p: &Pkt) -> bool {
     if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || len < inner + ihl + 4 {
         return false;
     }
-    let Ok(proto) = ctx.load::<u8>(inner + 9) else { return false };
+    let Ok(proto) = ctx.load::<u8>(inner + 9) else {
+        return false;
+    };
     let il4 = inner + ihl;
     let (Ok(isrc), Ok(idst), Ok(isport), Ok(idport), Ok(icsum)) = (
         ctx.load::<u32>(inner + 12),
@@ -305,9 +377,18 @@ fn reverse_nat_icmp_error(ctx: &mut TcContext, p: &Pkt) -> bool {
     ) else {
         return false;
     };
-    let key = CtKey { saddr: idst, daddr: isrc, sport: idport, dport: isport, proto, _pad: [0; 3] };
+    let key = CtKey {
+        saddr: idst,
+        daddr: isrc,
+        sport: idport,
+        dport: isport,
+        proto,
+        _pad: [0; 3],
+    };
     // SAFETY: copied out at once.
-    let Some(v) = (unsafe { CT.get(&key) }).copied() else { return false };
+    let Some(v) = (unsafe { CT.get(&key) }).copied() else {
+        return false;
+    };
     let icmp_csum = p.l4 + 2;
     let r = (|| -> Result<(), i64> {
         // Quoted IP header: destination, and its own checksum.
@@ -390,7 +471,13 @@ fn link_allows(p: &Pkt) -> bool {
             0 => (p.daddr, p.saddr),
             _ => return false,
         };
-        let k = PolicyKey { saddr: r, daddr: s, dport: 0, proto: IPPROTO_ICMP, _pad: 0 };
+        let k = PolicyKey {
+            saddr: r,
+            daddr: s,
+            dport: 0,
+            proto: IPPROTO_ICMP,
+            _pad: 0,
+        };
         return unsafe { POLICY.get(&k) }.is_some();
     }
     if !has_ports(p) {
@@ -401,7 +488,13 @@ fn link_allows(p: &Pkt) -> bool {
     if unsafe { POLICY_CT.get(&this) }.is_some() || unsafe { CT.get(&this) }.is_some() {
         return true;
     }
-    let k = PolicyKey { saddr: p.saddr, daddr: p.daddr, dport: p.dport, proto: p.proto, _pad: 0 };
+    let k = PolicyKey {
+        saddr: p.saddr,
+        daddr: p.daddr,
+        dport: p.dport,
+        proto: p.proto,
+        _pad: 0,
+    };
     if unsafe { POLICY.get(&k) }.is_none() {
         return false;
     }
@@ -472,10 +565,12 @@ static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 // sent to the container at connect()/sendmsg() time: no per-packet NAT, no route_localnet.
 // The hooks act only in the host namespace linkrt manages (CONFIG[0] = its netns cookie).
 
-
 #[inline(always)]
 fn in_host_netns(ctx: &SockAddrContext) -> bool {
-    let want = CONFIG.get(linkrt_common::nat::CONFIG_NETNS_COOKIE).copied().unwrap_or(0);
+    let want = CONFIG
+        .get(linkrt_common::nat::CONFIG_NETNS_COOKIE)
+        .copied()
+        .unwrap_or(0);
     // SAFETY: helper on a valid program context.
     want != 0 && unsafe { bpf_get_netns_cookie(ctx.sock_addr as *mut _) } == want
 }
@@ -493,9 +588,21 @@ fn sock_dnat(ctx: &SockAddrContext) -> i32 {
         17 => IPPROTO_UDP,
         _ => return 1,
     };
-    let p = Pkt { l4: 0, proto, saddr: 0, daddr: sa.user_ip4, sport: 0, dport: sa.user_port as u16 };
+    let p = Pkt {
+        l4: 0,
+        proto,
+        saddr: 0,
+        daddr: sa.user_ip4,
+        sport: 0,
+        dport: sa.user_port as u16,
+    };
     if let Some(b) = lookup_backend(&p) {
-        let rev = SockRev { orig_ip: sa.user_ip4, orig_port: sa.user_port as u16, backend_port: b.port, backend_ip: b.ip };
+        let rev = SockRev {
+            orig_ip: sa.user_ip4,
+            orig_port: sa.user_port as u16,
+            backend_port: b.port,
+            backend_ip: b.ip,
+        };
         let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut _) };
         let _ = SOCK_REV.insert(&cookie, &rev, 0);
         sa.user_ip4 = b.ip;

@@ -4,7 +4,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "linkrt", version, about = "Docker's legacy links and port publishing, with an eBPF datapath")]
+#[command(
+    name = "linkrt",
+    version,
+    about = "Docker's legacy links and port publishing, with an eBPF datapath"
+)]
 pub struct Cli {
     /// State directory (default /var/lib/linkrt; env LINKRT_ROOT).
     #[arg(long, global = true)]

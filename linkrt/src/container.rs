@@ -51,7 +51,11 @@ pub struct CreateOptions {
 /// `KEY` alone is taken from our environment, no whitespace in keys).
 pub fn parse_env_file(path: &Path) -> Result<Vec<String>> {
     let text = fs::read(path).map_err(|e| {
-        Error::user(format!("open {}: {}", path.display(), e.to_string().split(" (os error").next().unwrap_or("").to_lowercase()))
+        Error::user(format!(
+            "open {}: {}",
+            path.display(),
+            e.to_string().split(" (os error").next().unwrap_or("").to_lowercase()
+        ))
     })?;
     let text = String::from_utf8(text)
         .map_err(|_| Error::user(format!("env file {} contains invalid utf8 bytes", path.display())))?;
@@ -69,8 +73,11 @@ pub fn parse_env_file(path: &Path) -> Result<Vec<String>> {
             return Err(Error::user(format!("no variable name on line '{line}'")));
         }
         if key.contains(char::is_whitespace) {
-            return Err(Error::user(format!("variable '{}' contains whitespaces", key.trim_end())))
-                .map_err(|e: Error| Error::user(format!("poorly formatted environment: {e} (line {})", n + 1)));
+            return Err(Error::user(format!(
+                "variable '{}' contains whitespaces",
+                key.trim_end()
+            )))
+            .map_err(|e: Error| Error::user(format!("poorly formatted environment: {e} (line {})", n + 1)));
         }
         match val {
             Some(v) => out.push(format!("{key}={v}")),
@@ -105,9 +112,13 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Container> {
     let img: Image = image::find(&opts.image)?;
     img.check_requirements()?;
     if let Some(r) = &opts.rootfs
-        && !r.is_dir() {
-            return Err(Error::user(format!("invalid --rootfs {}: not a directory", r.display())));
-        }
+        && !r.is_dir()
+    {
+        return Err(Error::user(format!(
+            "invalid --rootfs {}: not a directory",
+            r.display()
+        )));
+    }
     let all = store.all()?;
     let name = match &opts.name {
         Some(n) => {
@@ -148,19 +159,28 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Container> {
     let mut link_list: Vec<Link> = Vec::new();
     for l in &opts.links {
         let (src, alias) = links::parse_link(l)?;
-        let source = state::find_in(&all, &src).map_err(|_| {
-            Error::user(format!("could not get container for {src}: No such container: {src}"))
-        })?;
+        let source = state::find_in(&all, &src)
+            .map_err(|_| Error::user(format!("could not get container for {src}: No such container: {src}")))?;
         if !source.state.status.eq(&Status::Running) {
-            return Err(Error::user(format!("Cannot link to a non running container: /{} AS /{name}/{alias}", source.name)));
+            return Err(Error::user(format!(
+                "Cannot link to a non running container: /{} AS /{name}/{alias}",
+                source.name
+            )));
         }
         link_list.retain(|x| x.alias != alias);
-        link_list.push(Link { source_id: source.id.clone(), alias });
+        link_list.push(Link {
+            source_id: source.id.clone(),
+            alias,
+        });
     }
 
     let id = new_id();
     let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
-    let mut cmd = if opts.cmd.is_empty() { img.cmd.clone() } else { opts.cmd.clone() };
+    let mut cmd = if opts.cmd.is_empty() {
+        img.cmd.clone()
+    } else {
+        opts.cmd.clone()
+    };
     if cmd.is_empty() {
         cmd = vec!["/bin/sh".into()];
     }
@@ -196,7 +216,11 @@ pub fn link_strings(c: &Container, all: &[Container]) -> Vec<String> {
     c.spec
         .links
         .iter()
-        .filter_map(|l| all.iter().find(|s| s.id == l.source_id).map(|s| format!("/{}:/{}/{}", s.name, c.name, l.alias)))
+        .filter_map(|l| {
+            all.iter()
+                .find(|s| s.id == l.source_id)
+                .map(|s| format!("/{}:/{}/{}", s.name, c.name, l.alias))
+        })
         .collect()
 }
 
@@ -209,8 +233,19 @@ pub fn process_env(c: &Container, all: &[Container], tty: bool) -> Vec<String> {
     }
     for l in &c.spec.links {
         if let Some(src) = all.iter().find(|s| s.id == l.source_id) {
-            let ip = src.state.ip.clone().or_else(|| c.state.link_ips.get(&src.id).cloned()).unwrap_or_default();
-            env.extend(links::env_vars(&c.name, &l.alias, &ip, &src.spec.env, &src.spec.exposed));
+            let ip = src
+                .state
+                .ip
+                .clone()
+                .or_else(|| c.state.link_ips.get(&src.id).cloned())
+                .unwrap_or_default();
+            env.extend(links::env_vars(
+                &c.name,
+                &l.alias,
+                &ip,
+                &src.spec.env,
+                &src.spec.exposed,
+            ));
         }
     }
     links::merge_env(&mut env, &c.spec.env);
@@ -224,21 +259,35 @@ pub fn process_env(c: &Container, all: &[Container], tty: bool) -> Vec<String> {
 fn render_hosts(c: &Container, all: &[Container]) -> String {
     let mut entries = Vec::new();
     for l in &c.spec.links {
-        if let (Some(src), Some(ip)) = (all.iter().find(|s| s.id == l.source_id), c.state.link_ips.get(&l.source_id)) {
+        if let (Some(src), Some(ip)) = (
+            all.iter().find(|s| s.id == l.source_id),
+            c.state.link_ips.get(&l.source_id),
+        ) {
             entries.push((ip.clone(), l.alias.clone(), src.spec.hostname.clone(), src.name.clone()));
         }
     }
     let hl: Vec<links::HostsLink<'_>> = entries
         .iter()
-        .map(|(ip, alias, sid, name)| links::HostsLink { ip, alias, short_id: sid, name })
+        .map(|(ip, alias, sid, name)| links::HostsLink {
+            ip,
+            alias,
+            short_id: sid,
+            name,
+        })
         .collect();
     links::hosts_file(&hl, c.state.ip.as_deref(), &c.spec.hostname)
 }
 
 /// Rewrites a file in place (same inode), so that a bind mount of it sees the new content.
 fn rewrite_in_place(path: &Path, content: &str) -> Result<()> {
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(path).map_err(|e| Error::io("opening", path, e))?;
-    f.write_all(content.as_bytes()).map_err(|e| Error::io("writing", path, e))
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io("opening", path, e))?;
+    f.write_all(content.as_bytes())
+        .map_err(|e| Error::io("writing", path, e))
 }
 
 fn resolv_conf() -> String {
@@ -267,7 +316,9 @@ fn resolv_conf() -> String {
 
 /// Whether a host process could bind `ip:port` (so it is not already held).
 fn host_port_free(ip: &str, port: u16, proto: ports::Proto) -> bool {
-    let Ok(addr) = ip.parse::<std::net::IpAddr>() else { return false };
+    let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
+        return false;
+    };
     let sa = SocketAddr::new(addr, port);
     match proto {
         ports::Proto::Tcp => TcpListener::bind(sa).is_ok(),
@@ -286,18 +337,28 @@ fn allocate_ports(cfg: &Config, c: &Container, all: &[Container]) -> Result<Vec<
     if c.spec.publish_all {
         for e in &c.spec.exposed {
             if !bindings.iter().any(|b| b.container == *e) {
-                bindings.push(ports::PortBinding { container: *e, host_ip: String::new(), host_start: 0, host_end: 0 });
+                bindings.push(ports::PortBinding {
+                    container: *e,
+                    host_ip: String::new(),
+                    host_start: 0,
+                    host_end: 0,
+                });
             }
         }
     }
     if bindings.is_empty() {
         return Ok(Vec::new());
     }
-    let in_use: Vec<Mapping> =
-        all.iter().filter(|o| o.id != c.id && o.state.status == Status::Running).flat_map(|o| o.state.ports.clone()).collect();
+    let in_use: Vec<Mapping> = all
+        .iter()
+        .filter(|o| o.id != c.id && o.state.status == Status::Running)
+        .flat_map(|o| o.state.ports.clone())
+        .collect();
     let path = ports_state_path(cfg);
-    let mut last: BTreeMap<String, u16> =
-        fs::read(&path).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
+    let mut last: BTreeMap<String, u16> = fs::read(&path)
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_default();
     let maps = ports::allocate(&bindings, &in_use, &mut last, ports::ephemeral_range(), &host_port_free)?;
     for m in &maps {
         if m.container.proto == ports::Proto::Sctp && m.host_port != m.container.port {
@@ -307,7 +368,10 @@ fn allocate_ports(cfg: &Config, c: &Container, all: &[Container]) -> Result<Vec<
             )));
         }
         if m.host_ip.contains(':') {
-            return Err(Error::user(format!("IPv6 host addresses are not supported by the linkrt datapath yet: {}", m.host_addr())));
+            return Err(Error::user(format!(
+                "IPv6 host addresses are not supported by the linkrt datapath yet: {}",
+                m.host_addr()
+            )));
         }
     }
     state::write_atomic(&path, &serde_json::to_vec(&last).expect("serializable"))?;
@@ -329,9 +393,17 @@ pub fn prepare_start(store: &Store, c: &mut Container) -> Result<Prepared> {
         match src {
             Some(s) if s.state.status == Status::Running => {}
             Some(s) => {
-                return Err(Error::user(format!("Cannot link to a non running container: /{} AS /{}/{}", s.name, c.name, l.alias)));
+                return Err(Error::user(format!(
+                    "Cannot link to a non running container: /{} AS /{}/{}",
+                    s.name, c.name, l.alias
+                )));
             }
-            None => return Err(Error::user(format!("could not get container for {}: No such container: {}", l.alias, l.source_id))),
+            None => {
+                return Err(Error::user(format!(
+                    "could not get container for {}: No such container: {}",
+                    l.alias, l.source_id
+                )));
+            }
         }
     }
     let r = prepare_inner(store, c, &all);
@@ -368,9 +440,10 @@ fn prepare_inner(store: &Store, c: &mut Container, all: &[Container]) -> Result<
 
     for l in &c.spec.links {
         if let Some(s) = all.iter().find(|s| s.id == l.source_id)
-            && let Some(ip) = &s.state.ip {
-                c.state.link_ips.insert(s.id.clone(), ip.clone());
-            }
+            && let Some(ip) = &s.state.ip
+        {
+            c.state.link_ips.insert(s.id.clone(), ip.clone());
+        }
     }
     let dir = store.dir(&c.id);
     rewrite_in_place(&dir.join("hosts"), &render_hosts(c, all))?;
@@ -396,7 +469,11 @@ pub fn prepared_for(store: &Store, c: &Container) -> Result<Prepared> {
         upper: ov.join("upper"),
         work: ov.join("work"),
         merged: ov.join("merged"),
-        etc_files: vec![(dir.join("hosts"), "hosts"), (dir.join("hostname"), "hostname"), (dir.join("resolv.conf"), "resolv.conf")],
+        etc_files: vec![
+            (dir.join("hosts"), "hosts"),
+            (dir.join("hostname"), "hostname"),
+            (dir.join("resolv.conf"), "resolv.conf"),
+        ],
         image_files: img
             .files
             .iter()
@@ -422,10 +499,18 @@ const TMPFS_MAGIC: i64 = 0x01021994;
 fn overlay_dir(cfg: &Config, id: &str) -> Result<PathBuf> {
     let base = cfg.run_root.join("overlay");
     state::create_private_dir(&base)?;
-    let on_tmpfs = nix::sys::statfs::statfs(&base).map(|s| s.filesystem_type().0 == TMPFS_MAGIC).unwrap_or(false);
+    let on_tmpfs = nix::sys::statfs::statfs(&base)
+        .map(|s| s.filesystem_type().0 == TMPFS_MAGIC)
+        .unwrap_or(false);
     if !on_tmpfs {
-        nix::mount::mount(Some("tmpfs"), &base, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("mode=0700"))
-            .map_err(|e| Error::io("mounting tmpfs on", &base, e.into()))?;
+        nix::mount::mount(
+            Some("tmpfs"),
+            &base,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("mode=0700"),
+        )
+        .map_err(|e| Error::io("mounting tmpfs on", &base, e.into()))?;
     }
     let d = base.join(id);
     for sub in ["upper", "work", "merged"] {
@@ -438,7 +523,11 @@ fn overlay_dir(cfg: &Config, id: &str) -> Result<PathBuf> {
 pub fn refresh_recipients(store: &Store, c: &Container) -> Result<()> {
     let Some(ip) = &c.state.ip else { return Ok(()) };
     let all = store.all()?;
-    for mut r in all.iter().filter(|r| r.state.status == Status::Running && r.spec.links.iter().any(|l| l.source_id == c.id)).cloned() {
+    for mut r in all
+        .iter()
+        .filter(|r| r.state.status == Status::Running && r.spec.links.iter().any(|l| l.source_id == c.id))
+        .cloned()
+    {
         r.state.link_ips.insert(c.id.clone(), ip.clone());
         store.save(&r)?;
         rewrite_in_place(&store.dir(&r.id).join("hosts"), &render_hosts(&r, &all))?;
@@ -451,12 +540,13 @@ pub fn teardown_network(store: &Store, c: &Container) -> Result<()> {
     let mut errs = Vec::new();
     let veth = network::veth_name(c.short_id());
     if (!c.state.ports.is_empty() || c.state.ip.is_some())
-        && let Err(e) = bpf::unpublish(&store.cfg, &c.state.ports, c.state.ip.as_deref()) {
-            // Maps not created yet (the datapath never loaded): nothing to remove.
-            if store.cfg.maps_dir().join(linkrt_common::maps::PORTMAP).exists() {
-                errs.push(e);
-            }
+        && let Err(e) = bpf::unpublish(&store.cfg, &c.state.ports, c.state.ip.as_deref())
+    {
+        // Maps not created yet (the datapath never loaded): nothing to remove.
+        if store.cfg.maps_dir().join(linkrt_common::maps::PORTMAP).exists() {
+            errs.push(e);
         }
+    }
     if let Err(e) = bpf::detach(&store.cfg, &veth) {
         errs.push(e);
     }
@@ -466,7 +556,11 @@ pub fn teardown_network(store: &Store, c: &Container) -> Result<()> {
     if let Err(e) = network::release_ip(&store.cfg, &c.id) {
         errs.push(e);
     }
-    if errs.is_empty() { Ok(()) } else { Err(Error::Multiple(errs)) }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Multiple(errs))
+    }
 }
 
 /// Whether inter-container communication is unrestricted (Docker's `--icc`). Secure by
@@ -497,20 +591,31 @@ pub fn sync_policy(store: &Store) -> Result<()> {
     }
     let all = store.all()?;
     // Running containers, and the one being started (network set up, not yet marked running).
-    let running: Vec<&Container> =
-        all.iter().filter(|c| c.state.status == Status::Running || (c.state.veth.is_some() && c.state.ip.is_some())).collect();
+    let running: Vec<&Container> = all
+        .iter()
+        .filter(|c| c.state.status == Status::Running || (c.state.veth.is_some() && c.state.ip.is_some()))
+        .collect();
     let ip_of = |c: &Container| c.state.ip.as_deref().and_then(|i| i.parse::<Ipv4Addr>().ok());
-    let mut st = bpf::PolicyState { icc: icc_enabled(&store.cfg)?, ..Default::default() };
+    let mut st = bpf::PolicyState {
+        icc: icc_enabled(&store.cfg)?,
+        ..Default::default()
+    };
     for c in &running {
-        let (Some(ip), Some(veth), Some(mac)) = (ip_of(c), c.state.veth.as_deref(), c.state.mac.as_deref()) else { continue };
-        let Ok(ifindex) = nix::net::if_::if_nametoindex(veth) else { continue };
+        let (Some(ip), Some(veth), Some(mac)) = (ip_of(c), c.state.veth.as_deref(), c.state.mac.as_deref()) else {
+            continue;
+        };
+        let Ok(ifindex) = nix::net::if_::if_nametoindex(veth) else {
+            continue;
+        };
         let mut m = [0u8; 6];
         for (i, part) in mac.split(':').enumerate().take(6) {
             m[i] = u8::from_str_radix(part, 16).unwrap_or(0);
         }
         st.endpoints.push((ifindex, ip, m));
         for l in &c.spec.links {
-            let Some(src) = running.iter().find(|s| s.id == l.source_id) else { continue };
+            let Some(src) = running.iter().find(|s| s.id == l.source_id) else {
+                continue;
+            };
             let Some(sip) = ip_of(src) else { continue };
             st.allow.push((ip, sip, 0, 1));
             for p in &src.spec.exposed {
@@ -539,7 +644,11 @@ pub fn mark_running(store: &Store, c: &mut Container, pid: i32, supervisor: i32)
 /// Removes the container when it was run with `--rm`.
 pub fn mark_start_failed(store: &Store, c: &mut Container, code: i32, msg: &str) -> Result<()> {
     let r = teardown_network(store, c);
-    c.state = State { exit_code: code, error: msg.to_string(), ..State::default() };
+    c.state = State {
+        exit_code: code,
+        error: msg.to_string(),
+        ..State::default()
+    };
     if c.spec.auto_remove {
         remove_files(store, c)?;
     } else {
@@ -589,7 +698,10 @@ pub fn pid_alive(pid: i32) -> bool {
         return false;
     }
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !matches!(stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()), Some('Z' | 'X')),
+        Ok(stat) => !matches!(
+            stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()),
+            Some('Z' | 'X')
+        ),
         Err(_) => false,
     }
 }
@@ -619,11 +731,20 @@ pub fn reconcile(store: &Store) -> Result<()> {
         }
         if c.state.status == Status::Running && !pid_alive(c.state.supervisor_pid) {
             if pid_alive(c.state.pid) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.state.pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c.state.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             let mut c = c.clone();
             let _ = teardown_network(store, &c);
-            c.state = State { status: Status::Exited, exit_code: 137, finished_at: Some(state::now_rfc3339()), error: "supervisor died".into(), ..State::default() };
+            c.state = State {
+                status: Status::Exited,
+                exit_code: 137,
+                finished_at: Some(state::now_rfc3339()),
+                error: "supervisor died".into(),
+                ..State::default()
+            };
             if c.spec.auto_remove {
                 remove_files(store, &c)?;
             } else {
@@ -643,7 +764,8 @@ pub fn reconcile(store: &Store) -> Result<()> {
     }
     let mut ipam = state::Ipam::load(&store.cfg)?;
     let before = ipam.leases.len();
-    ipam.leases.retain(|_, owner| all.iter().any(|c| &c.id == owner && c.state.status == Status::Running));
+    ipam.leases
+        .retain(|_, owner| all.iter().any(|c| &c.id == owner && c.state.status == Status::Running));
     if ipam.leases.len() != before {
         ipam.save(&store.cfg)?;
     }
@@ -654,7 +776,14 @@ fn placeholder(id: &str) -> Result<Container> {
     if id.len() != 64 {
         return Err(Error::sys("not a container id"));
     }
-    Ok(Container { id: id.to_string(), name: String::new(), created: String::new(), spec: Spec::default(), state: State::default(), restart_count: 0 })
+    Ok(Container {
+        id: id.to_string(),
+        name: String::new(),
+        created: String::new(),
+        spec: Spec::default(),
+        state: State::default(),
+        restart_count: 0,
+    })
 }
 
 /// Sends `sig` to the container's PID 1 (caller holds the lock).

@@ -5,9 +5,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(
-        "the eBPF object was not built into this binary: run `cargo xtask build` (needs `cargo xtask setup`)"
-    )]
+    #[error("the eBPF object was not built into this binary: run `cargo xtask build` (needs `cargo xtask setup`)")]
     EbpfNotBuilt,
     #[error("loading eBPF object: {0}")]
     Ebpf(#[from] aya::EbpfError),
@@ -54,7 +52,11 @@ pub enum Error {
 
 impl Error {
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn sys(msg: impl Into<String>) -> Self {

@@ -44,16 +44,40 @@ pub fn exec(cfg: &Config, what: &str, o: &ExecOptions) -> Result<i32> {
         (c, env)
     };
     let null = File::open("/dev/null").map_err(|e| Error::io("opening", "/dev/null", e))?;
-    let pty = if o.tty && !o.detach { Some(nix::pty::openpty(None, None).map_err(|e| Error::sys(format!("openpty: {e}")))?) } else { None };
-    let stdio = match (&pty, o.detach) {
-        (Some(p), _) => Stdio::Pty { slave: p.slave.as_raw_fd() },
-        (None, true) => Stdio::Fds { stdin: null.as_raw_fd(), stdout: null.as_raw_fd(), stderr: null.as_raw_fd() },
-        (None, false) => Stdio::Fds { stdin: if o.interactive { 0 } else { null.as_raw_fd() }, stdout: 1, stderr: 2 },
+    let pty = if o.tty && !o.detach {
+        Some(nix::pty::openpty(None, None).map_err(|e| Error::sys(format!("openpty: {e}")))?)
+    } else {
+        None
     };
-    let proc_ = Process { args: o.cmd.clone(), env, cwd: o.workdir.clone().unwrap_or(c.spec.workdir.clone()), stdio };
+    let stdio = match (&pty, o.detach) {
+        (Some(p), _) => Stdio::Pty {
+            slave: p.slave.as_raw_fd(),
+        },
+        (None, true) => Stdio::Fds {
+            stdin: null.as_raw_fd(),
+            stdout: null.as_raw_fd(),
+            stderr: null.as_raw_fd(),
+        },
+        (None, false) => Stdio::Fds {
+            stdin: if o.interactive { 0 } else { null.as_raw_fd() },
+            stdout: 1,
+            stderr: 2,
+        },
+    };
+    let proc_ = Process {
+        args: o.cmd.clone(),
+        env,
+        cwd: o.workdir.clone().unwrap_or(c.spec.workdir.clone()),
+        stdio,
+    };
     let pid = match init::spawn_exec(c.state.pid, &proc_)? {
         Ok(pid) => pid,
-        Err(e) => return Err(Error::Start { code: e.code, msg: e.msg }),
+        Err(e) => {
+            return Err(Error::Start {
+                code: e.code,
+                msg: e.msg,
+            });
+        }
     };
     drop(proc_);
     if o.detach {

@@ -50,18 +50,28 @@ pub fn human_duration(secs: f64) -> String {
 }
 
 fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn ago(ts: &Option<String>) -> f64 {
-    ts.as_deref().and_then(state::parse_rfc3339).map(|t| (now() - t).max(0.0)).unwrap_or(0.0)
+    ts.as_deref()
+        .and_then(state::parse_rfc3339)
+        .map(|t| (now() - t).max(0.0))
+        .unwrap_or(0.0)
 }
 
 /// The STATUS column: `Up 2 seconds`, `Exited (0) 3 seconds ago`, `Created`.
 pub fn status_text(c: &Container) -> String {
     match c.state.status {
         Status::Running => format!("Up {}", human_duration(ago(&c.state.started_at))),
-        Status::Exited => format!("Exited ({}) {} ago", c.state.exit_code, human_duration(ago(&c.state.finished_at))),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            c.state.exit_code,
+            human_duration(ago(&c.state.finished_at))
+        ),
         Status::Created => "Created".into(),
     }
 }
@@ -70,18 +80,32 @@ pub fn status_text(c: &Container) -> String {
 pub fn command_text(c: &Container, truncate: bool) -> String {
     let cmd = c.spec.cmd.join(" ");
     let chars: Vec<char> = cmd.chars().collect();
-    let shown = if truncate && chars.len() > 20 { chars[..19].iter().collect::<String>() + "…" } else { cmd };
+    let shown = if truncate && chars.len() > 20 {
+        chars[..19].iter().collect::<String>() + "…"
+    } else {
+        cmd
+    };
     format!("\"{}\"", shown.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// One `ps` row's fields by Docker's `--format` names.
 pub fn ps_fields(c: &Container, truncate: bool) -> BTreeMap<&'static str, String> {
     let mut m = BTreeMap::new();
-    m.insert("ID", if truncate { c.short_id().to_string() } else { c.id.clone() });
+    m.insert(
+        "ID",
+        if truncate {
+            c.short_id().to_string()
+        } else {
+            c.id.clone()
+        },
+    );
     m.insert("Image", c.spec.image.clone());
     m.insert("Command", command_text(c, truncate));
     m.insert("CreatedAt", c.created.clone());
-    m.insert("RunningFor", format!("{} ago", human_duration(ago(&Some(c.created.clone())))));
+    m.insert(
+        "RunningFor",
+        format!("{} ago", human_duration(ago(&Some(c.created.clone())))),
+    );
     m.insert("Ports", ports::ps_ports(&c.spec.exposed, &c.state.ports));
     m.insert("Status", status_text(c));
     m.insert("State", format!("{:?}", c.state.status).to_lowercase());
@@ -92,7 +116,15 @@ pub fn ps_fields(c: &Container, truncate: bool) -> BTreeMap<&'static str, String
 /// Lays out rows like Go's tabwriter with Docker's settings (padding 3, last column unpadded).
 pub fn table(rows: &[Vec<String>]) -> String {
     let ncol = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..ncol).map(|i| rows.iter().filter_map(|r| r.get(i)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..ncol)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for r in rows {
         let mut line = String::new();
@@ -110,10 +142,27 @@ pub fn table(rows: &[Vec<String>]) -> String {
 
 /// The `ps` table (default columns).
 pub fn ps_table(cs: &[Container], truncate: bool) -> String {
-    let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"].map(String::from).to_vec()];
+    let mut rows = vec![
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
     for c in cs {
         let f = ps_fields(c, truncate);
-        rows.push(["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"].iter().map(|k| f[k].clone()).collect());
+        rows.push(
+            ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
+                .iter()
+                .map(|k| f[k].clone())
+                .collect(),
+        );
     }
     table(&rows)
 }
@@ -126,8 +175,17 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
     let exposed: serde_json::Map<String, Value> = c.spec.exposed.iter().map(|p| (p.to_string(), json!({}))).collect();
     let mut bindings: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for b in &c.spec.port_bindings {
-        let hp = if b.host_start == 0 { String::new() } else if b.host_start == b.host_end { b.host_start.to_string() } else { format!("{}-{}", b.host_start, b.host_end) };
-        bindings.entry(b.container.to_string()).or_default().push(json!({"HostIp": b.host_ip, "HostPort": hp}));
+        let hp = if b.host_start == 0 {
+            String::new()
+        } else if b.host_start == b.host_end {
+            b.host_start.to_string()
+        } else {
+            format!("{}-{}", b.host_start, b.host_end)
+        };
+        bindings
+            .entry(b.container.to_string())
+            .or_default()
+            .push(json!({"HostIp": b.host_ip, "HostPort": hp}));
     }
     let mut net_ports: serde_json::Map<String, Value> = serde_json::Map::new();
     if running {
@@ -139,12 +197,21 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
                 .filter(|m| m.container == *p)
                 .map(|m| json!({"HostIp": m.host_ip, "HostPort": m.host_port.to_string()}))
                 .collect();
-            net_ports.insert(p.to_string(), if ms.is_empty() { Value::Null } else { Value::Array(ms) });
+            net_ports.insert(
+                p.to_string(),
+                if ms.is_empty() { Value::Null } else { Value::Array(ms) },
+            );
         }
     }
     let ip = c.state.ip.clone().unwrap_or_default();
     let subnet_prefix = crate::network::Subnet::from_env().map(|s| s.prefix).unwrap_or(16);
-    let gw = if running { crate::network::Subnet::from_env().map(|s| s.gateway().to_string()).unwrap_or_default() } else { String::new() };
+    let gw = if running {
+        crate::network::Subnet::from_env()
+            .map(|s| s.gateway().to_string())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
     let mac = c.state.mac.clone().unwrap_or_default();
     let prefix = if running { subnet_prefix } else { 0 };
     let links = container::link_strings(c, all);
@@ -239,7 +306,11 @@ fn to_tvalue(v: &Value) -> TValue {
         }
         Value::String(s) => TValue::String(s.clone()),
         Value::Array(a) => TValue::Array(a.iter().map(to_tvalue).collect()),
-        Value::Object(o) => TValue::Object(o.iter().map(|(k, v)| (k.clone(), to_tvalue(v))).collect::<HashMap<_, _>>()),
+        Value::Object(o) => TValue::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), to_tvalue(v)))
+                .collect::<HashMap<_, _>>(),
+        ),
     }
 }
 
@@ -248,7 +319,11 @@ fn from_tvalue(v: &TValue) -> Value {
         TValue::NoValue | TValue::Nil | TValue::Function(_) => Value::Null,
         TValue::Bool(b) => Value::Bool(*b),
         TValue::String(s) => Value::String(s.clone()),
-        TValue::Number(n) => n.as_i64().map(Value::from).or_else(|| n.as_f64().map(Value::from)).unwrap_or(Value::Null),
+        TValue::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| n.as_f64().map(Value::from))
+            .unwrap_or(Value::Null),
         TValue::Array(a) => Value::Array(a.iter().map(from_tvalue).collect()),
         TValue::Object(o) | TValue::Map(o) => {
             let sorted: BTreeMap<_, _> = o.iter().map(|(k, v)| (k.clone(), from_tvalue(v))).collect();
@@ -273,7 +348,14 @@ fn go_print(v: &Value) -> String {
         Value::Array(a) => format!("[{}]", a.iter().map(go_print).collect::<Vec<_>>().join(" ")),
         Value::Object(o) => {
             let sorted: BTreeMap<_, _> = o.iter().collect();
-            format!("map[{}]", sorted.iter().map(|(k, v)| format!("{k}:{}", go_print(v))).collect::<Vec<_>>().join(" "))
+            format!(
+                "map[{}]",
+                sorted
+                    .iter()
+                    .map(|(k, v)| format!("{k}:{}", go_print(v)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
         }
     }
 }
@@ -290,8 +372,17 @@ pub fn render_template(tmpl: &str, data: &Value) -> Result<String> {
     while let Some(i) = rest.find("{{") {
         out.push_str(&rest[..i]);
         let j = rest[i..].find("}}").ok_or_else(|| bad("unclosed action".into()))? + i;
-        let inner = rest[i + 2..j].trim().trim_start_matches('-').trim_end_matches('-').trim();
-        if inner.starts_with('.') && inner[1..].split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_')) || inner == "." {
+        let inner = rest[i + 2..j]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
+        if inner.starts_with('.')
+            && inner[1..]
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+            || inner == "."
+        {
             let mut v = data;
             for part in inner.split('.').filter(|p| !p.is_empty()) {
                 v = match v.get(part) {
@@ -305,7 +396,11 @@ pub fn render_template(tmpl: &str, data: &Value) -> Result<String> {
                     None => &Value::Null,
                 };
             }
-            out.push_str(&if v.is_null() && inner.ends_with("Links") { "[]".into() } else { go_print(v) });
+            out.push_str(&if v.is_null() && inner.ends_with("Links") {
+                "[]".into()
+            } else {
+                go_print(v)
+            });
         } else {
             complex = true;
             break;
@@ -319,7 +414,8 @@ pub fn render_template(tmpl: &str, data: &Value) -> Result<String> {
     let mut t = Template::default();
     t.add_func("json", json_func);
     t.parse(tmpl).map_err(|e| bad(e.to_string()))?;
-    t.render(&Context::from(to_tvalue(data))).map_err(|e| Error::user(format!("template: {e}")))
+    t.render(&Context::from(to_tvalue(data)))
+        .map_err(|e| Error::user(format!("template: {e}")))
 }
 
 #[cfg(test)]
@@ -340,17 +436,37 @@ mod tests {
     #[test]
     fn templates() {
         let d = json!({"HostConfig": {"Links": ["/db:/web/db", "/db:/web/webdb"]}, "Name": "/web", "State": {"Running": true, "Pid": 42}});
-        assert_eq!(render_template("{{ .HostConfig.Links }}", &d).unwrap(), "[/db:/web/db /db:/web/webdb]");
-        assert_eq!(render_template("{{.Name}} {{.State.Running}} {{.State.Pid}}", &d).unwrap(), "/web true 42");
-        assert_eq!(render_template("{{json .HostConfig.Links}}", &d).unwrap(), "[\"/db:/web/db\",\"/db:/web/webdb\"]");
-        assert_eq!(render_template("{{ .HostConfig.Links }}", &json!({"HostConfig": {"Links": null}})).unwrap(), "[]");
-        assert!(render_template("{{ .Nope }}", &d).unwrap_err().to_string().contains("map has no entry for key \"Nope\""));
+        assert_eq!(
+            render_template("{{ .HostConfig.Links }}", &d).unwrap(),
+            "[/db:/web/db /db:/web/webdb]"
+        );
+        assert_eq!(
+            render_template("{{.Name}} {{.State.Running}} {{.State.Pid}}", &d).unwrap(),
+            "/web true 42"
+        );
+        assert_eq!(
+            render_template("{{json .HostConfig.Links}}", &d).unwrap(),
+            "[\"/db:/web/db\",\"/db:/web/webdb\"]"
+        );
+        assert_eq!(
+            render_template("{{ .HostConfig.Links }}", &json!({"HostConfig": {"Links": null}})).unwrap(),
+            "[]"
+        );
+        assert!(
+            render_template("{{ .Nope }}", &d)
+                .unwrap_err()
+                .to_string()
+                .contains("map has no entry for key \"Nope\"")
+        );
         assert!(render_template("{{ if }}", &d).is_err());
     }
 
     #[test]
     fn table_layout() {
-        let t = table(&[vec!["A".into(), "BB".into(), "C".into()], vec!["xyz".into(), "".into(), "last".into()]]);
+        let t = table(&[
+            vec!["A".into(), "BB".into(), "C".into()],
+            vec!["xyz".into(), "".into(), "last".into()],
+        ]);
         assert_eq!(t, "A     BB   C\nxyz        last\n");
     }
 }

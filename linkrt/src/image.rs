@@ -21,7 +21,10 @@ const DEFINITIONS: &[&str] = &[
 
 const FILES: &[(&str, &str)] = &[
     ("webapp.py", include_str!("../../images/files/webapp.py")),
-    ("trainingwheels.py", include_str!("../../images/files/trainingwheels.py")),
+    (
+        "trainingwheels.py",
+        include_str!("../../images/files/trainingwheels.py"),
+    ),
     ("postgres-stub.py", include_str!("../../images/files/postgres-stub.py")),
 ];
 
@@ -80,9 +83,12 @@ impl Image {
                 )));
             }
             if let Some(s) = &f.source
-                && file_content(s).is_none() {
-                    return Err(Error::user(format!("invalid image definition: unknown source file {s}")));
-                }
+                && file_content(s).is_none()
+            {
+                return Err(Error::user(format!(
+                    "invalid image definition: unknown source file {s}"
+                )));
+            }
         }
         img.exposed()?;
         Ok(img)
@@ -116,7 +122,10 @@ pub fn file_content(name: &str) -> Option<&'static str> {
 
 /// All embedded images, sorted by name.
 pub fn all() -> Vec<Image> {
-    let mut v: Vec<Image> = DEFINITIONS.iter().map(|d| Image::parse(d).expect("embedded image definitions are valid")).collect();
+    let mut v: Vec<Image> = DEFINITIONS
+        .iter()
+        .map(|d| Image::parse(d).expect("embedded image definitions are valid"))
+        .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     v
 }
@@ -143,9 +152,26 @@ mod tests {
     #[test]
     fn embedded_images_parse() {
         let names: Vec<String> = all().into_iter().map(|i| i.name).collect();
-        assert_eq!(names, ["alpine", "jpetazzo/trainingwheels", "redis", "training/postgres", "training/webapp"]);
-        assert_eq!(find("redis:latest").unwrap().exposed().unwrap()[0].to_string(), "6379/tcp");
-        assert!(find("nosuch").unwrap_err().to_string().starts_with("Unable to find image 'nosuch' locally"));
+        assert_eq!(
+            names,
+            [
+                "alpine",
+                "jpetazzo/trainingwheels",
+                "redis",
+                "training/postgres",
+                "training/webapp"
+            ]
+        );
+        assert_eq!(
+            find("redis:latest").unwrap().exposed().unwrap()[0].to_string(),
+            "6379/tcp"
+        );
+        assert!(
+            find("nosuch")
+                .unwrap_err()
+                .to_string()
+                .starts_with("Unable to find image 'nosuch' locally")
+        );
     }
 
     #[test]

@@ -79,7 +79,10 @@ fn read_report(r: OwnedFd) -> Option<StartError> {
     let mut s = String::new();
     let _ = fs::File::from(r).read_to_string(&mut s);
     let (code, msg) = s.split_once(' ')?;
-    Some(StartError { code: code.parse().unwrap_or(125), msg: msg.to_string() })
+    Some(StartError {
+        code: code.parse().unwrap_or(125),
+        msg: msg.to_string(),
+    })
 }
 
 fn report_and_exit(w: RawFd, code: i32, msg: &str) -> ! {
@@ -150,7 +153,8 @@ pub fn spawn_init(root: &RootFs, proc_: &Process) -> Result<std::result::Result<
         if let Err(e) = setns(&netns, CloneFlags::CLONE_NEWNET) {
             report_and_exit(ew, 125, &format!("joining the network namespace: {e}"));
         }
-        let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
+        let flags =
+            CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
         if let Err(e) = unshare(flags) {
             report_and_exit(ew, 125, &format!("creating namespaces: {e}"));
         }
@@ -189,15 +193,38 @@ fn container_init(root: &RootFs, proc_: &Process, ew: RawFd) -> ! {
     exec_process(proc_, ew)
 }
 
-fn m(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> std::result::Result<(), String> {
-    mount(src, target, fstype, flags, data).map_err(|e| format!("mounting {} on {}: {e}", fstype.or(src).unwrap_or("?"), target.display()))
+fn m(
+    src: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> std::result::Result<(), String> {
+    mount(src, target, fstype, flags, data).map_err(|e| {
+        format!(
+            "mounting {} on {}: {e}",
+            fstype.or(src).unwrap_or("?"),
+            target.display()
+        )
+    })
 }
 
 fn build_root(r: &RootFs) -> std::result::Result<(), String> {
     nix::unistd::sethostname(&r.hostname).map_err(|e| format!("sethostname: {e}"))?;
     m(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
-    let opts = format!("lowerdir={},upperdir={},workdir={}", r.lower.display(), r.upper.display(), r.work.display());
-    m(Some("overlay"), &r.merged, Some("overlay"), MsFlags::empty(), Some(&opts))?;
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        r.lower.display(),
+        r.upper.display(),
+        r.work.display()
+    );
+    m(
+        Some("overlay"),
+        &r.merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&opts),
+    )?;
     let t = &r.merged;
     for d in &r.dirs {
         let _ = fs::create_dir_all(t.join(d.trim_start_matches('/')));
@@ -212,7 +239,9 @@ fn build_root(r: &RootFs) -> std::result::Result<(), String> {
         }
         match f {
             ImageFile::Content(c) => fs::write(&p, c).map_err(|e| format!("writing {path}: {e}"))?,
-            ImageFile::Symlink(target) => std::os::unix::fs::symlink(target, &p).map_err(|e| format!("symlink {path}: {e}"))?,
+            ImageFile::Symlink(target) => {
+                std::os::unix::fs::symlink(target, &p).map_err(|e| format!("symlink {path}: {e}"))?
+            }
         }
     }
     // /tmp comes from the lower layer like the rest of the filesystem (copy-on-write), as in a
@@ -220,13 +249,41 @@ fn build_root(r: &RootFs) -> std::result::Result<(), String> {
     for d in ["proc", "sys", "dev", "run", "etc"] {
         let _ = fs::create_dir_all(t.join(d));
     }
-    m(Some("proc"), &t.join("proc"), Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)?;
-    m(Some("sysfs"), &t.join("sys"), Some("sysfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY, None)?;
-    m(Some("/dev"), &t.join("dev"), None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-    m(Some("tmpfs"), &t.join("run"), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755"))?;
+    m(
+        Some("proc"),
+        &t.join("proc"),
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+    m(
+        Some("sysfs"),
+        &t.join("sys"),
+        Some("sysfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+        None,
+    )?;
+    m(
+        Some("/dev"),
+        &t.join("dev"),
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    m(
+        Some("tmpfs"),
+        &t.join("run"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755"),
+    )?;
     for (src, name) in &r.etc_files {
         let dst = t.join("etc").join(name);
-        if dst.symlink_metadata().map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+        if dst
+            .symlink_metadata()
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+        {
             let _ = fs::remove_file(&dst);
         }
         if !dst.exists() {
@@ -251,7 +308,10 @@ fn resolve(cmd: &str, env: &[String]) -> std::result::Result<String, (i32, Strin
             Err(_) => Err((127, format!("exec: \"{cmd}\": stat {cmd}: no such file or directory"))),
         };
     }
-    let path = env.iter().find_map(|v| v.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let path = env
+        .iter()
+        .find_map(|v| v.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for dir in path.split(':') {
         let p = Path::new(if dir.is_empty() { "." } else { dir }).join(cmd);
         if let Ok(md) = fs::metadata(&p) {
@@ -292,7 +352,11 @@ fn exec_process(p: &Process, ew: RawFd) -> ! {
     if std::env::set_current_dir(&p.cwd).is_err() {
         let _ = fs::create_dir_all(&p.cwd);
         if let Err(e) = std::env::set_current_dir(&p.cwd) {
-            report_and_exit(ew, 125, &format!("chdir to cwd (\"{}\") set in config.json failed: {e}", p.cwd));
+            report_and_exit(
+                ew,
+                125,
+                &format!("chdir to cwd (\"{}\") set in config.json failed: {e}", p.cwd),
+            );
         }
     }
     let path = match resolve(&p.args[0], &p.env) {
@@ -304,13 +368,28 @@ fn exec_process(p: &Process, ew: RawFd) -> ! {
     let envp: Vec<CString> = p.env.iter().map(|a| c(a)).collect();
     // Default signal dispositions for the container (the supervisor may ignore some).
     unsafe {
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGPIPE, libc::SIGHUP, libc::SIGQUIT, libc::SIGCHLD] {
+        for s in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGPIPE,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGCHLD,
+        ] {
             libc::signal(s, libc::SIG_DFL);
         }
     }
     let e = nix::unistd::execve(&c(&path), &argv, &envp).unwrap_err();
-    let code = if e == nix::errno::Errno::EACCES || e == nix::errno::Errno::ENOEXEC { 126 } else { 127 };
-    report_and_exit(ew, code, &format!("exec: \"{}\": {}", p.args[0], e.desc().to_lowercase()))
+    let code = if e == nix::errno::Errno::EACCES || e == nix::errno::Errno::ENOEXEC {
+        126
+    } else {
+        127
+    };
+    report_and_exit(
+        ew,
+        code,
+        &format!("exec: \"{}\": {}", p.args[0], e.desc().to_lowercase()),
+    )
 }
 
 /// Waits for `pid` and returns Docker's exit code (128 + signal when killed).

@@ -7,7 +7,11 @@ use crate::{
 
 /// Parses `--link NAME[:ALIAS]` into (name, alias); `--link db` is `--link db:db`.
 pub fn parse_link(raw: &str) -> Result<(String, String)> {
-    let bad = || Error::user(format!("invalid argument \"{raw}\" for \"--link\" flag: bad format for links: {raw}"));
+    let bad = || {
+        Error::user(format!(
+            "invalid argument \"{raw}\" for \"--link\" flag: bad format for links: {raw}"
+        ))
+    };
     let parts: Vec<&str> = raw.split(':').collect();
     let (name, alias) = match parts.as_slice() {
         [n] => (*n, *n),
@@ -77,9 +81,11 @@ pub fn env_vars(recipient: &str, alias: &str, ip: &str, source_env: &[String], e
     env.push(format!("{a}_NAME={name}"));
     for v in source_env {
         if let Some((k, val)) = v.split_once('=')
-            && k != "HOME" && k != "PATH" {
-                env.push(format!("{a}_ENV_{k}={val}"));
-            }
+            && k != "HOME"
+            && k != "PATH"
+        {
+            env.push(format!("{a}_ENV_{k}={val}"));
+        }
     }
     env
 }
@@ -115,7 +121,10 @@ pub fn hosts_file(links: &[HostsLink<'_>], own_ip: Option<&str>, hostname: &str)
 pub fn merge_env(base: &mut Vec<String>, overrides: &[String]) {
     for o in overrides {
         let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k);
-        match base.iter_mut().find(|b| b.split_once('=').map_or(b.as_str(), |(k, _)| k) == key) {
+        match base
+            .iter_mut()
+            .find(|b| b.split_once('=').map_or(b.as_str(), |(k, _)| k) == key)
+        {
             Some(b) => *b = o.clone(),
             None => base.push(o.clone()),
         }
@@ -127,12 +136,21 @@ mod tests {
     use super::*;
 
     fn tcp(port: u16) -> PortKey {
-        PortKey { port, proto: Proto::Tcp }
+        PortKey {
+            port,
+            proto: Proto::Tcp,
+        }
     }
 
     #[test]
     fn seed_vector_db() {
-        let env = env_vars("web2", "db", "172.17.0.2", &["PATH=/usr/bin".into(), "PGUSER=docker".into(), "PGPASS=secret".into()], &[tcp(5432)]);
+        let env = env_vars(
+            "web2",
+            "db",
+            "172.17.0.2",
+            &["PATH=/usr/bin".into(), "PGUSER=docker".into(), "PGPASS=secret".into()],
+            &[tcp(5432)],
+        );
         assert_eq!(
             env,
             [
@@ -150,14 +168,29 @@ mod tests {
 
     #[test]
     fn alias_prefix_and_no_ports() {
-        let env = env_vars("web", "my-db", "172.17.0.9", &["HOME=/root".into(), "A=b=c".into()], &[]);
+        let env = env_vars(
+            "web",
+            "my-db",
+            "172.17.0.9",
+            &["HOME=/root".into(), "A=b=c".into()],
+            &[],
+        );
         assert_eq!(env, ["MY_DB_NAME=/web/my-db", "MY_DB_ENV_A=b=c"]);
     }
 
     #[test]
     fn ranges_and_protocols() {
-        let udp = |port| PortKey { port, proto: Proto::Udp };
-        let env = env_vars("r", "s", "10.0.0.2", &[], &[udp(53), tcp(8001), tcp(8000), tcp(9000), udp(54)]);
+        let udp = |port| PortKey {
+            port,
+            proto: Proto::Udp,
+        };
+        let env = env_vars(
+            "r",
+            "s",
+            "10.0.0.2",
+            &[],
+            &[udp(53), tcp(8001), tcp(8000), tcp(9000), udp(54)],
+        );
         let want = [
             "S_PORT=tcp://10.0.0.2:8000",
             "S_PORT_8000_TCP=tcp://10.0.0.2:8000",
@@ -198,7 +231,10 @@ mod tests {
     #[test]
     fn link_specs() {
         assert_eq!(parse_link("db").unwrap(), ("db".into(), "db".into()));
-        assert_eq!(parse_link("datastore:redis").unwrap(), ("datastore".into(), "redis".into()));
+        assert_eq!(
+            parse_link("datastore:redis").unwrap(),
+            ("datastore".into(), "redis".into())
+        );
         assert_eq!(
             parse_link("db:b:c").unwrap_err().to_string(),
             "invalid argument \"db:b:c\" for \"--link\" flag: bad format for links: db:b:c"
@@ -212,8 +248,18 @@ mod tests {
     fn hosts_layout() {
         let h = hosts_file(
             &[
-                HostsLink { ip: "172.17.0.2", alias: "webdb", short_id: "6e5cdeb2d300", name: "db" },
-                HostsLink { ip: "172.17.0.2", alias: "db", short_id: "6e5cdeb2d300", name: "db" },
+                HostsLink {
+                    ip: "172.17.0.2",
+                    alias: "webdb",
+                    short_id: "6e5cdeb2d300",
+                    name: "db",
+                },
+                HostsLink {
+                    ip: "172.17.0.2",
+                    alias: "db",
+                    short_id: "6e5cdeb2d300",
+                    name: "db",
+                },
             ],
             Some("172.17.0.3"),
             "aed84ee21bde",

@@ -36,7 +36,10 @@ impl Subnet {
             return Err(bad());
         }
         let mask = u32::MAX << (32 - prefix);
-        Ok(Subnet { base: Ipv4Addr::from(u32::from(ip) & mask), prefix })
+        Ok(Subnet {
+            base: Ipv4Addr::from(u32::from(ip) & mask),
+            prefix,
+        })
     }
 
     pub fn gateway(&self) -> Ipv4Addr {
@@ -83,26 +86,44 @@ pub fn release_ip(cfg: &Config, id: &str) -> Result<()> {
 }
 
 fn ip_cmd(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip").args(args).output().map_err(|e| Error::io("running", "ip", e))?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| Error::io("running", "ip", e))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(Error::sys(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())))
+        Err(Error::sys(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
     }
 }
 
 fn link_exists(name: &str) -> bool {
-    Command::new("ip").args(["link", "show", "dev", name]).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("ip")
+        .args(["link", "show", "dev", name])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// Creates the bridge if it is missing and turns on forwarding in this (host) namespace.
 pub fn ensure_bridge(subnet: &Subnet) -> Result<()> {
     if !link_exists(BRIDGE) {
         ip_cmd(&["link", "add", BRIDGE, "type", "bridge"])?;
-        ip_cmd(&["addr", "add", &format!("{}/{}", subnet.gateway(), subnet.prefix), "dev", BRIDGE])?;
+        ip_cmd(&[
+            "addr",
+            "add",
+            &format!("{}/{}", subnet.gateway(), subnet.prefix),
+            "dev",
+            BRIDGE,
+        ])?;
     }
     ip_cmd(&["link", "set", BRIDGE, "up"])?;
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| Error::io("writing", "/proc/sys/net/ipv4/ip_forward", e))
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+        .map_err(|e| Error::io("writing", "/proc/sys/net/ipv4/ip_forward", e))
 }
 
 /// The named netns of a container (`ip netns` shows it as `linkrt-<shortid>`).
@@ -136,13 +157,31 @@ pub fn setup_endpoint(short_id: &str, ip: Ipv4Addr, subnet: &Subnet) -> Result<E
         if !netns_path(short_id).exists() {
             ip_cmd(&["netns", "add", &ns])?;
         }
-        ip_cmd(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        ip_cmd(&[
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ])?;
         ip_cmd(&["link", "set", &veth, "master", BRIDGE, "up"])?;
         ip_cmd(&["-n", &ns, "link", "set", "eth0", "address", &mac])?;
-        ip_cmd(&["-n", &ns, "addr", "add", &format!("{ip}/{}", subnet.prefix), "dev", "eth0"])?;
+        ip_cmd(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ip}/{}", subnet.prefix),
+            "dev",
+            "eth0",
+        ])?;
         ip_cmd(&["-n", &ns, "link", "set", "eth0", "up"])?;
         ip_cmd(&["-n", &ns, "link", "set", "lo", "up"])?;
-        ip_cmd(&["-n", &ns, "route", "add", "default", "via", &subnet.gateway().to_string()])
+        ip_cmd(&[
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &subnet.gateway().to_string(),
+        ])
     })();
     match r {
         Ok(()) => Ok(Endpoint { ip, mac, veth }),
@@ -158,26 +197,37 @@ pub fn teardown_endpoint(short_id: &str) -> Result<()> {
     let veth = veth_name(short_id);
     let mut errs = Vec::new();
     if link_exists(&veth)
-        && let Err(e) = ip_cmd(&["link", "del", &veth]) {
-            errs.push(e);
-        }
+        && let Err(e) = ip_cmd(&["link", "del", &veth])
+    {
+        errs.push(e);
+    }
     if netns_path(short_id).exists()
-        && let Err(e) = ip_cmd(&["netns", "del", &netns_name(short_id)]) {
-            errs.push(e);
-        }
-    if errs.is_empty() { Ok(()) } else { Err(Error::Multiple(errs)) }
+        && let Err(e) = ip_cmd(&["netns", "del", &netns_name(short_id)])
+    {
+        errs.push(e);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Multiple(errs))
+    }
 }
 
 /// The host's interfaces where published ports are reached from outside: every interface of
 /// this namespace but loopback, the bridge and the bridge's ports.
 pub fn uplinks() -> Result<Vec<String>> {
-    let out = Command::new("ip").args(["-o", "link", "show"]).output().map_err(|e| Error::io("running", "ip", e))?;
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .map_err(|e| Error::io("running", "ip", e))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut v = Vec::new();
     for line in text.lines() {
         // "3: eth0@if2: <BROADCAST,...> mtu 1500 ... master linkrt0 state UP ..."
         let mut parts = line.splitn(3, ": ");
-        let (_, Some(name), Some(rest)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (_, Some(name), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
         let name = name.split('@').next().unwrap_or(name);
         if name == "lo" || name == BRIDGE || rest.contains(&format!("master {BRIDGE} ")) {
             continue;
@@ -189,7 +239,10 @@ pub fn uplinks() -> Result<Vec<String>> {
 
 /// The IPv4 addresses of this namespace.
 pub fn local_addrs() -> Result<Vec<Ipv4Addr>> {
-    let out = Command::new("ip").args(["-o", "-4", "addr", "show"]).output().map_err(|e| Error::io("running", "ip", e))?;
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .map_err(|e| Error::io("running", "ip", e))?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))

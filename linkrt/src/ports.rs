@@ -143,7 +143,11 @@ pub fn parse_publish(raw: &str) -> Result<Vec<PortBinding>> {
     if ip.starts_with('[') {
         match ip.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             Some(inner) if !inner.contains(['[', ']']) => ip = inner.to_string(),
-            _ => return Err(Error::user(format!("Invalid ip address {ip}: address {ip}:: missing port in address"))),
+            _ => {
+                return Err(Error::user(format!(
+                    "Invalid ip address {ip}: address {ip}:: missing port in address"
+                )));
+            }
         }
     }
     if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
@@ -152,7 +156,8 @@ pub fn parse_publish(raw: &str) -> Result<Vec<PortBinding>> {
     if container.is_empty() {
         return Err(Error::user(format!("No port specified: {raw}<empty>")));
     }
-    let (cstart, cend) = parse_range(container).ok_or_else(|| Error::user(format!("Invalid containerPort: {container}")))?;
+    let (cstart, cend) =
+        parse_range(container).ok_or_else(|| Error::user(format!("Invalid containerPort: {container}")))?;
     let (hstart, hend) = if host.is_empty() {
         (0, 0)
     } else {
@@ -163,10 +168,15 @@ pub fn parse_publish(raw: &str) -> Result<Vec<PortBinding>> {
             "Invalid ranges specified for container and host Ports: {container} and {host}"
         )));
     }
-    let proto: Proto = proto.parse().map_err(|_| Error::user(format!("Invalid proto: {proto}")))?;
+    let proto: Proto = proto
+        .parse()
+        .map_err(|_| Error::user(format!("Invalid proto: {proto}")))?;
     let mut out = Vec::new();
     for i in 0..=(cend - cstart) {
-        let container = PortKey { port: cstart + i, proto };
+        let container = PortKey {
+            port: cstart + i,
+            proto,
+        };
         let (s, e) = if host.is_empty() {
             (0, 0)
         } else if cstart == cend {
@@ -174,7 +184,12 @@ pub fn parse_publish(raw: &str) -> Result<Vec<PortBinding>> {
         } else {
             (hstart + i, hstart + i)
         };
-        out.push(PortBinding { container, host_ip: ip.clone(), host_start: s, host_end: e });
+        out.push(PortBinding {
+            container,
+            host_ip: ip.clone(),
+            host_start: s,
+            host_end: e,
+        });
     }
     Ok(out)
 }
@@ -185,16 +200,29 @@ pub fn parse_expose(raw: &str) -> Result<Vec<PortKey>> {
         return Err(Error::user(format!("invalid port format for --expose: {raw}")));
     }
     let (proto, port) = split_proto(raw);
-    let (s, e) = parse_range(port).ok_or_else(|| Error::user(format!("invalid range format for --expose: {raw}, error: Invalid range specified for the Port: {port}")))?;
-    let proto: Proto = proto.parse().map_err(|_| Error::user(format!("Invalid proto: {proto}")))?;
+    let (s, e) = parse_range(port).ok_or_else(|| {
+        Error::user(format!(
+            "invalid range format for --expose: {raw}, error: Invalid range specified for the Port: {port}"
+        ))
+    })?;
+    let proto: Proto = proto
+        .parse()
+        .map_err(|_| Error::user(format!("Invalid proto: {proto}")))?;
     Ok((s..=e).map(|port| PortKey { port, proto }).collect())
 }
 
 /// `docker port` lines: `5000/tcp -> 0.0.0.0:32768`, sorted by container port.
 pub fn port_lines(maps: &[Mapping]) -> Vec<String> {
     let mut m = maps.to_vec();
-    m.sort_by(|a, b| a.container.cmp(&b.container).then(a.host_ip.cmp(&b.host_ip)).then(a.host_port.cmp(&b.host_port)));
-    m.iter().map(|x| format!("{} -> {}", x.container, x.host_addr())).collect()
+    m.sort_by(|a, b| {
+        a.container
+            .cmp(&b.container)
+            .then(a.host_ip.cmp(&b.host_ip))
+            .then(a.host_port.cmp(&b.host_port))
+    });
+    m.iter()
+        .map(|x| format!("{} -> {}", x.container, x.host_addr()))
+        .collect()
 }
 
 /// The PORTS column of `docker ps` (Docker's `DisplayablePorts`): consecutive ports with the same
@@ -212,7 +240,12 @@ pub fn ps_ports(exposed: &[PortKey], maps: &[Mapping]) -> String {
     let mut items: Vec<(String, Proto, Option<u16>, u16)> = Vec::new();
     let published: BTreeSet<PortKey> = maps.iter().map(|m| m.container).collect();
     for m in maps {
-        items.push((m.host_ip.clone(), m.container.proto, Some(m.host_port), m.container.port));
+        items.push((
+            m.host_ip.clone(),
+            m.container.proto,
+            Some(m.host_port),
+            m.container.port,
+        ));
     }
     for e in exposed {
         if !published.contains(e) {
@@ -220,7 +253,12 @@ pub fn ps_ports(exposed: &[PortKey], maps: &[Mapping]) -> String {
         }
     }
     // Docker sorts by host IP, then protocol name, then ports.
-    items.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.as_str().cmp(b.1.as_str())).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
+    items.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then(a.1.as_str().cmp(b.1.as_str()))
+            .then(a.2.cmp(&b.2))
+            .then(a.3.cmp(&b.3))
+    });
     let mut groups: Vec<Group> = Vec::new();
     for (ip, proto, host, port) in items {
         if let Some(g) = groups.last_mut() {
@@ -236,7 +274,13 @@ pub fn ps_ports(exposed: &[PortKey], maps: &[Mapping]) -> String {
                 continue;
             }
         }
-        groups.push(Group { ip, proto, host_first: host, first: port, last: port });
+        groups.push(Group {
+            ip,
+            proto,
+            host_first: host,
+            first: port,
+            last: port,
+        });
     }
     let range = |a: u16, b: u16| if a == b { a.to_string() } else { format!("{a}-{b}") };
     groups
@@ -246,7 +290,11 @@ pub fn ps_ports(exposed: &[PortKey], maps: &[Mapping]) -> String {
             match g.host_first {
                 None => c,
                 Some(h) => {
-                    let ip = if g.ip.contains(':') { format!("[{}]", g.ip) } else { g.ip.clone() };
+                    let ip = if g.ip.contains(':') {
+                        format!("[{}]", g.ip)
+                    } else {
+                        g.ip.clone()
+                    };
                     format!("{ip}:{}->{c}", range(h, h + (g.last - g.first)))
                 }
             }
@@ -267,7 +315,10 @@ mod tests {
     fn docker_error_texts() {
         assert_eq!(err("abc"), "Invalid containerPort: abc");
         assert_eq!(err("70000:80"), "Invalid hostPort: 70000");
-        assert_eq!(err("1-5:1-3"), "Invalid ranges specified for container and host Ports: 1-3 and 1-5");
+        assert_eq!(
+            err("1-5:1-3"),
+            "Invalid ranges specified for container and host Ports: 1-3 and 1-5"
+        );
         assert_eq!(err("80:"), "No port specified: 80:<empty>");
         assert_eq!(err("1.2.3:80:80"), "Invalid ip address: 1.2.3");
         assert_eq!(err("80/xyz"), "Invalid proto: xyz");
@@ -277,13 +328,27 @@ mod tests {
     #[test]
     fn forms() {
         let b = parse_publish("127.0.0.1:80:5000").unwrap();
-        assert_eq!(b, vec![PortBinding { container: PortKey { port: 5000, proto: Proto::Tcp }, host_ip: "127.0.0.1".into(), host_start: 80, host_end: 80 }]);
+        assert_eq!(
+            b,
+            vec![PortBinding {
+                container: PortKey {
+                    port: 5000,
+                    proto: Proto::Tcp
+                },
+                host_ip: "127.0.0.1".into(),
+                host_start: 80,
+                host_end: 80
+            }]
+        );
         let b = parse_publish("127.0.0.1::5000/udp").unwrap();
         assert_eq!((b[0].host_start, b[0].container.proto), (0, Proto::Udp));
         let b = parse_publish("8000-9000:5000").unwrap();
         assert_eq!((b.len(), b[0].host_start, b[0].host_end), (1, 8000, 9000));
         let b = parse_publish("7000-7002:5000-5002/sctp").unwrap();
-        assert_eq!(b.iter().map(|x| (x.host_start, x.container.port)).collect::<Vec<_>>(), vec![(7000, 5000), (7001, 5001), (7002, 5002)]);
+        assert_eq!(
+            b.iter().map(|x| (x.host_start, x.container.port)).collect::<Vec<_>>(),
+            vec![(7000, 5000), (7001, 5001), (7002, 5002)]
+        );
         let b = parse_publish("[::1]:80:80").unwrap();
         assert_eq!(b[0].host_ip, "::1");
         let b = parse_publish("5000/TCP").unwrap();
@@ -292,13 +357,29 @@ mod tests {
 
     #[test]
     fn ps_column() {
-        let tcp = |port| PortKey { port, proto: Proto::Tcp };
-        let m = |h, c| Mapping { container: tcp(c), host_ip: "0.0.0.0".into(), host_port: h };
+        let tcp = |port| PortKey {
+            port,
+            proto: Proto::Tcp,
+        };
+        let m = |h, c| Mapping {
+            container: tcp(c),
+            host_ip: "0.0.0.0".into(),
+            host_port: h,
+        };
         assert_eq!(ps_ports(&[tcp(6379)], &[]), "6379/tcp");
         assert_eq!(ps_ports(&[tcp(5000)], &[m(80, 5000)]), "0.0.0.0:80->5000/tcp");
-        assert_eq!(ps_ports(&[], &[m(5000, 5000), m(5001, 5001), m(5002, 5002)]), "0.0.0.0:5000-5002->5000-5002/tcp");
-        assert_eq!(ps_ports(&[], &[m(8000, 5000), m(8005, 5001)]), "0.0.0.0:8000->5000/tcp, 0.0.0.0:8005->5001/tcp");
-        assert_eq!(port_lines(&[m(32769, 5001), m(32768, 5000)]), vec!["5000/tcp -> 0.0.0.0:32768", "5001/tcp -> 0.0.0.0:32769"]);
+        assert_eq!(
+            ps_ports(&[], &[m(5000, 5000), m(5001, 5001), m(5002, 5002)]),
+            "0.0.0.0:5000-5002->5000-5002/tcp"
+        );
+        assert_eq!(
+            ps_ports(&[], &[m(8000, 5000), m(8005, 5001)]),
+            "0.0.0.0:8000->5000/tcp, 0.0.0.0:8005->5001/tcp"
+        );
+        assert_eq!(
+            port_lines(&[m(32769, 5001), m(32768, 5000)]),
+            vec!["5000/tcp -> 0.0.0.0:32768", "5001/tcp -> 0.0.0.0:32769"]
+        );
     }
 }
 
@@ -340,7 +421,11 @@ impl InUse {
 
     fn busy(&self, proto: Proto, port: u16, ip: &str) -> bool {
         self.wild.contains(&(proto, port))
-            || if is_wildcard(ip) { self.any_specific.contains(&(proto, port)) } else { self.specific.contains(&(proto, port, ip.to_string())) }
+            || if is_wildcard(ip) {
+                self.any_specific.contains(&(proto, port))
+            } else {
+                self.specific.contains(&(proto, port, ip.to_string()))
+            }
     }
 }
 
@@ -362,14 +447,24 @@ pub fn allocate(
     }
     let mut out = Vec::new();
     for b in bindings {
-        let ip = if b.host_ip.is_empty() { "0.0.0.0".to_string() } else { b.host_ip.clone() };
+        let ip = if b.host_ip.is_empty() {
+            "0.0.0.0".to_string()
+        } else {
+            b.host_ip.clone()
+        };
         let proto = b.container.proto;
         let busy = |port: u16, used: &InUse| used.busy(proto, port, &ip);
         let port = if b.host_start != 0 && b.host_start == b.host_end {
             let p = b.host_start;
-            let shown = if ip.contains(':') { format!("[{ip}]:{p}") } else { format!("{ip}:{p}") };
+            let shown = if ip.contains(':') {
+                format!("[{ip}]:{p}")
+            } else {
+                format!("{ip}:{p}")
+            };
             if busy(p, &used) {
-                return Err(Error::user(format!("Bind for {shown} failed: port is already allocated")));
+                return Err(Error::user(format!(
+                    "Bind for {shown} failed: port is already allocated"
+                )));
             }
             if !host_free(&ip, p, proto) {
                 return Err(Error::user(format!(
@@ -380,7 +475,11 @@ pub fn allocate(
             }
             p
         } else {
-            let (lo, hi) = if b.host_start == 0 { range } else { (b.host_start, b.host_end) };
+            let (lo, hi) = if b.host_start == 0 {
+                range
+            } else {
+                (b.host_start, b.host_end)
+            };
             let key = format!("{}/{}", ip, proto.as_str());
             let n = (hi - lo) as u32 + 1;
             // Round-robin from after the last port handed out in this range.
@@ -406,7 +505,11 @@ pub fn allocate(
                 }
             }
         };
-        let m = Mapping { container: b.container, host_ip: ip.clone(), host_port: port };
+        let m = Mapping {
+            container: b.container,
+            host_ip: ip.clone(),
+            host_port: port,
+        };
         used.insert(&m);
         out.push(m);
     }
@@ -417,8 +520,18 @@ pub fn allocate(
 mod alloc_tests {
     use super::*;
 
-    fn alloc(spec: &str, in_use: &[Mapping], last: &mut std::collections::BTreeMap<String, u16>) -> Result<Vec<Mapping>> {
-        allocate(&parse_publish(spec).unwrap(), in_use, last, (32768, 60999), &|_, p, _| p != 9999)
+    fn alloc(
+        spec: &str,
+        in_use: &[Mapping],
+        last: &mut std::collections::BTreeMap<String, u16>,
+    ) -> Result<Vec<Mapping>> {
+        allocate(
+            &parse_publish(spec).unwrap(),
+            in_use,
+            last,
+            (32768, 60999),
+            &|_, p, _| p != 9999,
+        )
     }
 
     #[test]
@@ -432,12 +545,20 @@ mod alloc_tests {
         let e2 = alloc("5000", &[], &mut last).unwrap();
         assert_eq!((e1[0].host_port, e2[0].host_port), (32768, 32769));
         let f = alloc("8088:80", &[], &mut last).unwrap();
-        assert_eq!(alloc("8088:80", &f, &mut last).unwrap_err().to_string(), "Bind for 0.0.0.0:8088 failed: port is already allocated");
+        assert_eq!(
+            alloc("8088:80", &f, &mut last).unwrap_err().to_string(),
+            "Bind for 0.0.0.0:8088 failed: port is already allocated"
+        );
         // Another address, or another protocol, does not conflict with a specific IP.
         let l = alloc("127.0.0.1:7000:80", &[], &mut last).unwrap();
         assert!(alloc("127.0.0.2:7000:80", &l, &mut last).is_ok());
         assert!(alloc("7000:80/udp", &l, &mut last).is_ok());
         assert!(alloc("7000:80", &l, &mut last).is_err());
-        assert!(alloc("9999:80", &[], &mut last).unwrap_err().to_string().contains("address already in use"));
+        assert!(
+            alloc("9999:80", &[], &mut last)
+                .unwrap_err()
+                .to_string()
+                .contains("address already in use")
+        );
     }
 }

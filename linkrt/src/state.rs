@@ -75,9 +75,17 @@ pub fn read_pids(cfg: &Config, id: &str) -> Option<(i32, i32)> {
 /// Creates a root-only directory (and its parents).
 pub fn create_private_dir(d: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(d).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::PermissionDenied { Error::NotRoot } else { Error::io("creating", d, e) }
-    })
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(d)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                Error::NotRoot
+            } else {
+                Error::io("creating", d, e)
+            }
+        })
 }
 
 /// Writes `data` to `path` atomically (temp file, fsync, rename).
@@ -90,7 +98,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| Error::io("creating", &tmp, e))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| Error::io("writing", &tmp, e))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io("writing", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| Error::io("renaming", &tmp, e))
 }
 
@@ -208,9 +218,10 @@ impl Store {
         };
         for e in rd.flatten() {
             if let Some(id) = e.file_name().to_str()
-                && let Ok(c) = self.load(id) {
-                    v.push(c);
-                }
+                && let Ok(c) = self.load(id)
+            {
+                v.push(c);
+            }
         }
         v.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
         Ok(v)
@@ -286,13 +297,18 @@ impl Ipam {
     }
 
     pub fn save(&self, cfg: &Config) -> Result<()> {
-        write_atomic(&Self::path(cfg), &serde_json::to_vec_pretty(self).expect("serializable"))
+        write_atomic(
+            &Self::path(cfg),
+            &serde_json::to_vec_pretty(self).expect("serializable"),
+        )
     }
 }
 
 /// Current time as RFC 3339 with nanoseconds, UTC (Docker's format).
 pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     rfc3339(d.as_secs() as i64, d.subsec_nanos())
 }
 
@@ -300,7 +316,12 @@ pub fn rfc3339(secs: i64, nanos: u32) -> String {
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Parses the format written by [`rfc3339`] back to seconds since the epoch.
@@ -310,7 +331,11 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
     let (y, m, d) = (dp.next()?.ok()?, dp.next()?.ok()?, dp.next()?.ok()?);
     let time = time.strip_suffix('Z')?;
     let mut tp = time.split(':');
-    let (h, mi, sec) = (tp.next()?.parse::<i64>().ok()?, tp.next()?.parse::<i64>().ok()?, tp.next()?.parse::<f64>().ok()?);
+    let (h, mi, sec) = (
+        tp.next()?.parse::<i64>().ok()?,
+        tp.next()?.parse::<i64>().ok()?,
+        tp.next()?.parse::<f64>().ok()?,
+    );
     Some((days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60) as f64 + sec)
 }
 
@@ -346,6 +371,9 @@ mod tests {
     fn rfc3339_round_trips() {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
-        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.000000005Z").unwrap().floor(), 1_700_000_000.0);
+        assert_eq!(
+            parse_rfc3339("2023-11-14T22:13:20.000000005Z").unwrap().floor(),
+            1_700_000_000.0
+        );
     }
 }

@@ -41,11 +41,18 @@ pub fn reserve_ports(maps: &[crate::ports::Mapping]) -> Vec<OwnedFd> {
             crate::ports::Proto::Udp => SockType::Datagram,
             crate::ports::Proto::Sctp => continue,
         };
-        let Ok(ip) = m.host_ip.parse::<std::net::Ipv4Addr>() else { continue };
+        let Ok(ip) = m.host_ip.parse::<std::net::Ipv4Addr>() else {
+            continue;
+        };
         if let Ok(fd) = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)
-            && bind(fd.as_raw_fd(), &SockaddrIn::from(std::net::SocketAddrV4::new(ip, m.host_port))).is_ok() {
-                v.push(fd);
-            }
+            && bind(
+                fd.as_raw_fd(),
+                &SockaddrIn::from(std::net::SocketAddrV4::new(ip, m.host_port)),
+            )
+            .is_ok()
+        {
+            v.push(fd);
+        }
     }
     v
 }
@@ -65,7 +72,11 @@ pub fn log_paths(store: &Store, id: &str) -> (PathBuf, PathBuf) {
 }
 
 fn open_log(p: &PathBuf) -> Result<File> {
-    OpenOptions::new().create(true).append(true).open(p).map_err(|e| Error::io("opening", p, e))
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map_err(|e| Error::io("opening", p, e))
 }
 
 /// The result line the background supervisor writes on its status pipe.
@@ -122,14 +133,23 @@ fn start_detached(cfg: &Config, store: &Store, c: &mut Container, lock: Lock) ->
     let _ = File::from(r).read_to_string(&mut line);
     let sup_pid = child.id() as i32;
     let result = if let Some(rest) = line.strip_prefix("OK ") {
-        rest.trim().parse::<i32>().map_err(|_| StartError { code: 125, msg: "bad supervisor report".into() })
+        rest.trim().parse::<i32>().map_err(|_| StartError {
+            code: 125,
+            msg: "bad supervisor report".into(),
+        })
     } else if let Some(rest) = line.strip_prefix("ERR ") {
         let (code, msg) = rest.trim_end().split_once(' ').unwrap_or(("125", rest));
         let _ = child.wait();
-        Err(StartError { code: code.parse().unwrap_or(125), msg: msg.to_string() })
+        Err(StartError {
+            code: code.parse().unwrap_or(125),
+            msg: msg.to_string(),
+        })
     } else {
         let _ = child.wait();
-        Err(StartError { code: 125, msg: "the supervisor exited before starting the container".into() })
+        Err(StartError {
+            code: 125,
+            msg: "the supervisor exited before starting the container".into(),
+        })
     };
     // The supervisor outlives us; it is reaped by init.
     std::mem::forget(child);
@@ -142,7 +162,10 @@ fn start_detached(cfg: &Config, store: &Store, c: &mut Container, lock: Lock) ->
         }
         Err(e) => {
             container::mark_start_failed(store, c, e.code, &e.msg)?;
-            Err(Error::Start { code: e.code, msg: e.msg })
+            Err(Error::Start {
+                code: e.code,
+                msg: e.msg,
+            })
         }
     }
 }
@@ -183,16 +206,30 @@ pub fn supervise_main(cfg: &Config, id: &str) -> i32 {
         None
     };
     let stdio = match &pty {
-        Some(p) => Stdio::Pty { slave: p.slave.as_raw_fd() },
-        None => Stdio::Fds { stdin: null.as_raw_fd(), stdout: out.as_raw_fd(), stderr: err.as_raw_fd() },
+        Some(p) => Stdio::Pty {
+            slave: p.slave.as_raw_fd(),
+        },
+        None => Stdio::Fds {
+            stdin: null.as_raw_fd(),
+            stdout: out.as_raw_fd(),
+            stderr: err.as_raw_fd(),
+        },
     };
-    let proc_ = Process { args: c.spec.cmd.clone(), env: prep.env, cwd: c.spec.workdir.clone(), stdio };
+    let proc_ = Process {
+        args: c.spec.cmd.clone(),
+        env: prep.env,
+        cwd: c.spec.workdir.clone(),
+        stdio,
+    };
     let r = match init::spawn_init(&prep.rootfs, &proc_) {
         Ok(r) => r,
         Err(e) => return fail(&mut status, e.to_string()),
     };
     if let Ok(pid) = &r {
-        let _ = crate::state::write_atomic(&crate::state::pids_path(cfg, id), format!("{} {}", std::process::id(), pid.as_raw()).as_bytes());
+        let _ = crate::state::write_atomic(
+            &crate::state::pids_path(cfg, id),
+            format!("{} {}", std::process::id(), pid.as_raw()).as_bytes(),
+        );
     }
     let _ = status.write_all(encode(&r).as_bytes());
     drop(status);
@@ -285,13 +322,26 @@ fn run_foreground(cfg: &Config, store: &Store, c: &mut Container, prep: Prepared
     } else {
         None
     };
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys(format!("pipe: {e}")))?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys(format!("pipe: {e}")))?;
+    let (out_r, out_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys(format!("pipe: {e}")))?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys(format!("pipe: {e}")))?;
     let stdio = match &pty {
-        Some(p) => Stdio::Pty { slave: p.slave.as_raw_fd() },
-        None => Stdio::Fds { stdin: stdin_fd, stdout: out_w.as_raw_fd(), stderr: err_w.as_raw_fd() },
+        Some(p) => Stdio::Pty {
+            slave: p.slave.as_raw_fd(),
+        },
+        None => Stdio::Fds {
+            stdin: stdin_fd,
+            stdout: out_w.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
+        },
     };
-    let proc_ = Process { args: c.spec.cmd.clone(), env: prep.env.clone(), cwd: c.spec.workdir.clone(), stdio };
+    let proc_ = Process {
+        args: c.spec.cmd.clone(),
+        env: prep.env.clone(),
+        cwd: c.spec.workdir.clone(),
+        stdio,
+    };
     let r = init::spawn_init(&prep.rootfs, &proc_);
     drop(proc_);
     drop(out_w);
@@ -300,14 +350,20 @@ fn run_foreground(cfg: &Config, store: &Store, c: &mut Container, prep: Prepared
         Ok(Ok(pid)) => pid,
         Ok(Err(e)) => {
             container::mark_start_failed(store, c, e.code, &e.msg)?;
-            return Err(Error::Start { code: e.code, msg: e.msg });
+            return Err(Error::Start {
+                code: e.code,
+                msg: e.msg,
+            });
         }
         Err(e) => {
             container::mark_start_failed(store, c, 125, &e.to_string())?;
             return Err(e);
         }
     };
-    crate::state::write_atomic(&crate::state::pids_path(cfg, &c.id), format!("{} {}", std::process::id(), pid.as_raw()).as_bytes())?;
+    crate::state::write_atomic(
+        &crate::state::pids_path(cfg, &c.id),
+        format!("{} {}", std::process::id(), pid.as_raw()).as_bytes(),
+    )?;
     crate::state::failpoint("start-spawned");
     container::mark_running(store, c, pid.as_raw(), std::process::id() as i32)?;
     let _reserved = reserve_ports(&c.state.ports);
@@ -326,7 +382,11 @@ fn run_foreground(cfg: &Config, store: &Store, c: &mut Container, prep: Prepared
             drop(p.slave);
             drop(out_r);
             drop(err_r);
-            _raw = if c.spec.interactive && nix::unistd::isatty(0).unwrap_or(false) { RawMode::enter(0) } else { None };
+            _raw = if c.spec.interactive && nix::unistd::isatty(0).unwrap_or(false) {
+                RawMode::enter(0)
+            } else {
+                None
+            };
             let master = p.master;
             if c.spec.interactive {
                 let m2 = master.try_clone().map_err(|e| Error::sys(format!("dup: {e}")))?;

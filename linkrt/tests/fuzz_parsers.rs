@@ -3,8 +3,14 @@
 use linkrt::{container, format, image::Image, links, names, ports};
 use proptest::prelude::*;
 
-const PORT_ERRORS: [&str; 6] =
-    ["Invalid containerPort: ", "Invalid hostPort: ", "Invalid ranges specified", "No port specified: ", "Invalid ip address", "Invalid proto: "];
+const PORT_ERRORS: [&str; 6] = [
+    "Invalid containerPort: ",
+    "Invalid hostPort: ",
+    "Invalid ranges specified",
+    "No port specified: ",
+    "Invalid ip address",
+    "Invalid proto: ",
+];
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]

@@ -26,7 +26,10 @@ pub fn rand_suffix(n: usize) -> String {
 
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(cmd: &[&str]) -> Output {
-    let out = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(
             "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -65,7 +68,11 @@ impl NetNs {
 
     /// Runs a command inside the namespace and returns its output whatever the exit status.
     pub fn try_exec(&self, cmd: &[&str]) -> Output {
-        Command::new("ip").args(["netns", "exec", &self.name]).args(cmd).output().expect("spawn ip netns exec")
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .output()
+            .expect("spawn ip netns exec")
     }
 
     /// Runs `f` on a dedicated thread that has entered this namespace (setns never touches the
@@ -99,8 +106,14 @@ impl BpfFs {
     pub fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("linkrt-bpffs-{}", rand_suffix(8)));
         fs::create_dir_all(&dir).unwrap();
-        nix::mount::mount(Some("bpf"), &dir, Some("bpf"), nix::mount::MsFlags::empty(), Some("mode=0700"))
-            .unwrap_or_else(|e| panic!("mount bpffs on {}: {e}", dir.display()));
+        nix::mount::mount(
+            Some("bpf"),
+            &dir,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            Some("mode=0700"),
+        )
+        .unwrap_or_else(|e| panic!("mount bpffs on {}: {e}", dir.display()));
         BpfFs { dir }
     }
 }
@@ -187,7 +200,12 @@ impl TestConfig {
             bpffs: bpffs.dir.join("linkrt"),
             cgroup: Some(cgroup.path.clone()),
         };
-        TestConfig { cfg, _state: state, _bpffs: bpffs, _cgroup: cgroup }
+        TestConfig {
+            cfg,
+            _state: state,
+            _bpffs: bpffs,
+            _cgroup: cgroup,
+        }
     }
 }
 
@@ -232,7 +250,10 @@ impl Host {
         require_root();
         let bin = linkrt_bin();
         assert!(bin.exists(), "{} missing: run `cargo xtask test`", bin.display());
-        Host { ns: NetNs::new("lrt-host"), t: TestConfig::new() }
+        Host {
+            ns: NetNs::new("lrt-host"),
+            t: TestConfig::new(),
+        }
     }
 
     /// Runs `linkrt ARGS` with extra environment variables.
@@ -249,7 +270,10 @@ impl Host {
 
     /// Starts `linkrt ARGS` in the background, stdout piped.
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        self.command(args).stdout(std::process::Stdio::piped()).spawn().expect("spawn linkrt")
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn linkrt")
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -286,7 +310,12 @@ impl Host {
         let procs = self.t.cfg.cgroup.as_ref().unwrap().join("cgroup.procs");
         let mut c = Command::new("nsenter");
         c.arg(format!("--net={}", self.ns.path().display()))
-            .args(["sh", "-c", &format!("echo $$ > {} && exec \"$@\"", procs.display()), "sh"])
+            .args([
+                "sh",
+                "-c",
+                &format!("echo $$ > {} && exec \"$@\"", procs.display()),
+                "sh",
+            ])
             .args(cmd);
         run_with_timeout(&mut c, std::time::Duration::from_secs(60))
     }
@@ -310,7 +339,11 @@ impl Default for Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        let ids = self.command(&["ps", "-aq", "--no-trunc"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let ids = self
+            .command(&["ps", "-aq", "--no-trunc"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         for id in ids.split_whitespace() {
             let _ = self.command(&["rm", "-f", id]).output();
         }
@@ -356,7 +389,11 @@ pub fn run_with_timeout(c: &mut Command, limit: std::time::Duration) -> Output {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
-    Output { status, stdout: to.join().unwrap(), stderr: te.join().unwrap() }
+    Output {
+        status,
+        stdout: to.join().unwrap(),
+        stderr: te.join().unwrap(),
+    }
 }
 
 /// Retries `f` for up to `secs` seconds until it returns Some.
@@ -387,7 +424,9 @@ impl Client {
     pub fn new(h: &Host) -> Self {
         let ns = NetNs::new("lrt-cli");
         let up = format!("up{}", rand_suffix(6));
-        h.ns.exec(&["ip", "link", "add", &up, "type", "veth", "peer", "name", "eth0", "netns", &ns.name]);
+        h.ns.exec(&[
+            "ip", "link", "add", &up, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
         h.ns.exec(&["ip", "addr", "add", &format!("{HOST_IP}/24"), "dev", &up]);
         h.ns.exec(&["ip", "link", "set", &up, "up"]);
         ns.exec(&["ip", "addr", "add", &format!("{CLIENT_IP}/24"), "dev", "eth0"]);
@@ -398,7 +437,9 @@ impl Client {
     /// `curl -s URL` from the client; Some(body) on success.
     pub fn curl(&self, url: &str) -> Option<String> {
         let o = self.ns.try_exec(&["curl", "-s", "-m", "3", url]);
-        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
     }
 }
 

@@ -15,7 +15,11 @@ pub fn csum_fold(mut sum: u32) -> u16 {
 
 pub fn csum_add(data: &[u8], mut sum: u32) -> u32 {
     for ch in data.chunks(2) {
-        let w = if ch.len() == 2 { u16::from_be_bytes([ch[0], ch[1]]) } else { u16::from_be_bytes([ch[0], 0]) };
+        let w = if ch.len() == 2 {
+            u16::from_be_bytes([ch[0], ch[1]])
+        } else {
+            u16::from_be_bytes([ch[0], 0])
+        };
         sum += w as u32;
     }
     sum
@@ -23,7 +27,20 @@ pub fn csum_add(data: &[u8], mut sum: u32) -> u32 {
 
 pub fn ipv4_header(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload_len: usize) -> Vec<u8> {
     let total = 20 + payload_len;
-    let mut h = vec![0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0];
+    let mut h = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0x12,
+        0x34,
+        0x40,
+        0,
+        64,
+        proto,
+        0,
+        0,
+    ];
     h.extend_from_slice(&src.octets());
     h.extend_from_slice(&dst.octets());
     let c = csum_fold(csum_add(&h, 0));
@@ -110,7 +127,11 @@ pub fn crc32c(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -148,5 +169,7 @@ pub fn icmp_port_unreachable(src: Ipv4Addr, dst: Ipv4Addr, quoted: &[u8]) -> Vec
 
 /// Whether the outer IP, ICMP and quoted IP checksums of an ICMP error are valid.
 pub fn icmp_error_ok(f: &[u8]) -> bool {
-    csum_fold(csum_add(&f[14..34], 0)) == 0 && csum_fold(csum_add(&f[34..], 0)) == 0 && csum_fold(csum_add(&f[42..62], 0)) == 0
+    csum_fold(csum_add(&f[14..34], 0)) == 0
+        && csum_fold(csum_add(&f[34..], 0)) == 0
+        && csum_fold(csum_add(&f[42..62], 0)) == 0
 }

@@ -1,12 +1,12 @@
 //! BPF_PROG_TEST_RUN tests of the TC programs on crafted packets.
 use std::net::Ipv4Addr;
 
+use aya::maps::HashMap;
 use aya::{
     Ebpf, EbpfLoader,
     maps::PerCpuArray,
     programs::{SchedClassifier, TestRun, TestRunOptions},
 };
-use aya::maps::HashMap;
 use linkrt_common::{
     Counter, maps,
     nat::{Backend, CtKey, CtVal, PortKey},
@@ -27,7 +27,12 @@ fn load() -> Loaded {
         .default_map_pin_directory(&fs.dir)
         .load(linkrt::bpf::object().expect("eBPF object built"))
         .expect("load eBPF object");
-    for name in [maps::PROG_FROM_CONTAINER, maps::PROG_TO_CONTAINER, maps::PROG_UPLINK_IN, maps::PROG_UPLINK_OUT] {
+    for name in [
+        maps::PROG_FROM_CONTAINER,
+        maps::PROG_TO_CONTAINER,
+        maps::PROG_UPLINK_IN,
+        maps::PROG_UPLINK_OUT,
+    ] {
         let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
         p.load().unwrap_or_else(|e| panic!("verifier rejected {name}: {e:?}"));
     }
@@ -38,7 +43,11 @@ fn run(l: &mut Loaded, prog: &str, pkt: &[u8]) -> (u32, Vec<u8>) {
     let p: &mut SchedClassifier = l.ebpf.program_mut(prog).unwrap().try_into().unwrap();
     let mut out = vec![0u8; pkt.len() + 256];
     let r = p
-        .test_run(TestRunOptions { data_in: Some(pkt), data_out: Some(&mut out), ..Default::default() })
+        .test_run(TestRunOptions {
+            data_in: Some(pkt),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
         .expect("BPF_PROG_TEST_RUN");
     out.truncate(r.data_size_out as usize);
     (r.return_value, out)
@@ -52,7 +61,14 @@ fn counter(l: &Loaded, c: Counter) -> u64 {
 #[test]
 fn tcp_packet_passes_unchanged_and_is_counted() {
     let mut l = load();
-    let p = pkt::tcp(Ipv4Addr::new(172, 17, 0, 2), 40000, Ipv4Addr::new(172, 17, 0, 3), 6379, 0x02, b"");
+    let p = pkt::tcp(
+        Ipv4Addr::new(172, 17, 0, 2),
+        40000,
+        Ipv4Addr::new(172, 17, 0, 3),
+        6379,
+        0x02,
+        b"",
+    );
     assert!(pkt::checksums_ok(&p));
     let (rc, out) = run(&mut l, maps::PROG_FROM_CONTAINER, &p);
     assert_eq!(rc, TC_ACT_OK);
@@ -70,7 +86,13 @@ fn tcp_packet_passes_unchanged_and_is_counted() {
 #[test]
 fn truncated_ipv4_and_non_ip_frames_are_classified() {
     let mut l = load();
-    let full = pkt::udp(Ipv4Addr::new(172, 17, 0, 2), 5000, Ipv4Addr::new(172, 17, 0, 3), 53, b"x");
+    let full = pkt::udp(
+        Ipv4Addr::new(172, 17, 0, 2),
+        5000,
+        Ipv4Addr::new(172, 17, 0, 3),
+        53,
+        b"x",
+    );
     // An IPv4 header whose IHL (15 words = 60 bytes) runs past the end of the frame.
     let mut bad = full[..34].to_vec();
     bad[14] = 0x4f;
@@ -97,7 +119,21 @@ fn be(ip: Ipv4Addr) -> u32 {
 /// Publishes HOST(any):8080/proto -> CTR:5000 and marks HOST as local.
 fn publish(l: &mut Loaded, host_ip: u32, host_port: u16, proto: u8, ctr_port: u16) {
     let mut pm: HashMap<_, PortKey, Backend> = HashMap::try_from(l.ebpf.map_mut(maps::PORTMAP).unwrap()).unwrap();
-    pm.insert(PortKey { ip: host_ip, port: host_port.to_be(), proto, _pad: 0 }, Backend { ip: be(CTR), port: ctr_port.to_be(), _pad: 0 }, 0).unwrap();
+    pm.insert(
+        PortKey {
+            ip: host_ip,
+            port: host_port.to_be(),
+            proto,
+            _pad: 0,
+        },
+        Backend {
+            ip: be(CTR),
+            port: ctr_port.to_be(),
+            _pad: 0,
+        },
+        0,
+    )
+    .unwrap();
     let mut la: HashMap<_, u32, u32> = HashMap::try_from(l.ebpf.map_mut(maps::LOCAL_ADDRS).unwrap()).unwrap();
     la.insert(be(HOST), 1, 0).unwrap();
 }
@@ -114,7 +150,11 @@ fn tcp_dnat_and_reply_unnat_keep_checksums_valid() {
     let syn = pkt::tcp(CLIENT, 40000, HOST, 8080, 0x02, b"");
     let (rc, out) = run(&mut l, maps::PROG_UPLINK_IN, &syn);
     assert_eq!(rc, TC_ACT_OK);
-    assert_eq!(pkt::endpoints(&out), (CLIENT, 40000, CTR, 5000), "DNAT to the container, client address kept");
+    assert_eq!(
+        pkt::endpoints(&out),
+        (CLIENT, 40000, CTR, 5000),
+        "DNAT to the container, client address kept"
+    );
     assert!(pkt::checksums_ok(&out), "IP and TCP checksums after DNAT");
     assert_eq!(counter(&l, Counter::Dnat), 1);
     assert_eq!(ct_len(&l), 1);
@@ -122,7 +162,11 @@ fn tcp_dnat_and_reply_unnat_keep_checksums_valid() {
     let synack = pkt::tcp(CTR, 5000, CLIENT, 40000, 0x12, b"");
     let (rc, out) = run(&mut l, maps::PROG_UPLINK_OUT, &synack);
     assert_eq!(rc, TC_ACT_OK);
-    assert_eq!(pkt::endpoints(&out), (HOST, 8080, CLIENT, 40000), "reply un-NATed to the published address");
+    assert_eq!(
+        pkt::endpoints(&out),
+        (HOST, 8080, CLIENT, 40000),
+        "reply un-NATed to the published address"
+    );
     assert!(pkt::checksums_ok(&out));
     assert_eq!(counter(&l, Counter::ReverseNat), 1);
 
@@ -173,7 +217,11 @@ fn only_published_traffic_is_touched() {
     // A specific host IP mapping only matches that address.
     publish(&mut l, be(Ipv4Addr::new(127, 0, 0, 1)), 9090, pkt::PROTO_TCP, 5000);
     let p = pkt::tcp(CLIENT, 1, HOST, 9090, 0x02, b"");
-    assert_eq!(run(&mut l, maps::PROG_UPLINK_IN, &p).1, p, "-p 127.0.0.1:9090 is not reachable on other addresses");
+    assert_eq!(
+        run(&mut l, maps::PROG_UPLINK_IN, &p).1,
+        p,
+        "-p 127.0.0.1:9090 is not reachable on other addresses"
+    );
     assert_eq!(counter(&l, Counter::Dnat), 0);
     assert_eq!(ct_len(&l), 0);
 }
@@ -212,25 +260,76 @@ const TC_ACT_SHOT: u32 = 2;
 fn link_policy_allows_linked_flows_and_their_replies_only() {
     use linkrt_common::policy::PolicyKey;
     let mut l = load();
-    let (r, s, o) = (Ipv4Addr::new(172, 17, 0, 2), Ipv4Addr::new(172, 17, 0, 3), Ipv4Addr::new(172, 17, 0, 4));
+    let (r, s, o) = (
+        Ipv4Addr::new(172, 17, 0, 2),
+        Ipv4Addr::new(172, 17, 0, 3),
+        Ipv4Addr::new(172, 17, 0, 4),
+    );
     {
         let mut ips: HashMap<_, u32, u32> = HashMap::try_from(l.ebpf.map_mut(maps::CONTAINER_IPS).unwrap()).unwrap();
         for (i, ip) in [r, s, o].iter().enumerate() {
             ips.insert(be(*ip), i as u32 + 10, 0).unwrap();
         }
         let mut pol: HashMap<_, PolicyKey, u32> = HashMap::try_from(l.ebpf.map_mut(maps::POLICY).unwrap()).unwrap();
-        pol.insert(PolicyKey { saddr: be(r), daddr: be(s), dport: 6379u16.to_be(), proto: pkt::PROTO_TCP, _pad: 0 }, 1, 0).unwrap();
+        pol.insert(
+            PolicyKey {
+                saddr: be(r),
+                daddr: be(s),
+                dport: 6379u16.to_be(),
+                proto: pkt::PROTO_TCP,
+                _pad: 0,
+            },
+            1,
+            0,
+        )
+        .unwrap();
     }
     let from = maps::PROG_FROM_CONTAINER;
-    assert_eq!(run(&mut l, from, &pkt::tcp(s, 6379, r, 40000, 0x12, b"")).0, TC_ACT_SHOT, "no reply before the request");
-    assert_eq!(run(&mut l, from, &pkt::tcp(r, 40000, s, 6379, 0x02, b"")).0, TC_ACT_OK, "linked flow");
-    assert_eq!(run(&mut l, from, &pkt::tcp(s, 6379, r, 40000, 0x12, b"")).0, TC_ACT_OK, "its reply");
-    assert_eq!(run(&mut l, from, &pkt::tcp(r, 40001, s, 6380, 0x02, b"")).0, TC_ACT_SHOT, "another port");
-    assert_eq!(run(&mut l, from, &pkt::tcp(o, 40000, s, 6379, 0x02, b"")).0, TC_ACT_SHOT, "an unlinked container");
-    assert_eq!(run(&mut l, from, &pkt::tcp(s, 5000, r, 80, 0x02, b"")).0, TC_ACT_SHOT, "the reverse direction");
-    assert_eq!(run(&mut l, from, &pkt::udp(r, 5000, s, 6379, b"x")).0, TC_ACT_SHOT, "another protocol");
+    assert_eq!(
+        run(&mut l, from, &pkt::tcp(s, 6379, r, 40000, 0x12, b"")).0,
+        TC_ACT_SHOT,
+        "no reply before the request"
+    );
+    assert_eq!(
+        run(&mut l, from, &pkt::tcp(r, 40000, s, 6379, 0x02, b"")).0,
+        TC_ACT_OK,
+        "linked flow"
+    );
+    assert_eq!(
+        run(&mut l, from, &pkt::tcp(s, 6379, r, 40000, 0x12, b"")).0,
+        TC_ACT_OK,
+        "its reply"
+    );
+    assert_eq!(
+        run(&mut l, from, &pkt::tcp(r, 40001, s, 6380, 0x02, b"")).0,
+        TC_ACT_SHOT,
+        "another port"
+    );
+    assert_eq!(
+        run(&mut l, from, &pkt::tcp(o, 40000, s, 6379, 0x02, b"")).0,
+        TC_ACT_SHOT,
+        "an unlinked container"
+    );
+    assert_eq!(
+        run(&mut l, from, &pkt::tcp(s, 5000, r, 80, 0x02, b"")).0,
+        TC_ACT_SHOT,
+        "the reverse direction"
+    );
+    assert_eq!(
+        run(&mut l, from, &pkt::udp(r, 5000, s, 6379, b"x")).0,
+        TC_ACT_SHOT,
+        "another protocol"
+    );
     // Traffic to the host and the outside is not the link policy's business.
-    assert_eq!(run(&mut l, from, &pkt::tcp(r, 40000, Ipv4Addr::new(172, 17, 0, 1), 22, 0x02, b"")).0, TC_ACT_OK);
+    assert_eq!(
+        run(
+            &mut l,
+            from,
+            &pkt::tcp(r, 40000, Ipv4Addr::new(172, 17, 0, 1), 22, 0x02, b"")
+        )
+        .0,
+        TC_ACT_OK
+    );
     assert_eq!(counter(&l, Counter::DropPolicy), 5);
     assert_eq!(counter(&l, Counter::PolicyAllow), 2);
 }
@@ -261,18 +360,34 @@ fn icmp_errors_about_nated_flows_are_translated() {
 fn a_reused_client_port_does_not_inherit_a_stale_nat_flow() {
     let mut l = load();
     publish(&mut l, 0, 8080, pkt::PROTO_TCP, 5000);
-    run(&mut l, maps::PROG_UPLINK_IN, &pkt::tcp(CLIENT, 40000, HOST, 8080, 0x02, b""));
+    run(
+        &mut l,
+        maps::PROG_UPLINK_IN,
+        &pkt::tcp(CLIENT, 40000, HOST, 8080, 0x02, b""),
+    );
     assert_eq!(ct_len(&l), 1);
     // The same client port now talks to the container directly (no NAT).
     let direct = pkt::tcp(CLIENT, 40000, CTR, 5000, 0x02, b"");
     assert_eq!(run(&mut l, maps::PROG_UPLINK_IN, &direct).1, direct);
     assert_eq!(ct_len(&l), 0, "the stale entry is forgotten");
     let reply = pkt::tcp(CTR, 5000, CLIENT, 40000, 0x12, b"");
-    assert_eq!(run(&mut l, maps::PROG_UPLINK_OUT, &reply).1, reply, "the direct flow's reply is not rewritten");
+    assert_eq!(
+        run(&mut l, maps::PROG_UPLINK_OUT, &reply).1,
+        reply,
+        "the direct flow's reply is not rewritten"
+    );
     // A RST ends a NATed flow's tracking.
-    run(&mut l, maps::PROG_UPLINK_IN, &pkt::tcp(CLIENT, 40001, HOST, 8080, 0x02, b""));
+    run(
+        &mut l,
+        maps::PROG_UPLINK_IN,
+        &pkt::tcp(CLIENT, 40001, HOST, 8080, 0x02, b""),
+    );
     assert_eq!(ct_len(&l), 1);
-    let (_, out) = run(&mut l, maps::PROG_UPLINK_IN, &pkt::tcp(CLIENT, 40001, HOST, 8080, 0x04, b""));
+    let (_, out) = run(
+        &mut l,
+        maps::PROG_UPLINK_IN,
+        &pkt::tcp(CLIENT, 40001, HOST, 8080, 0x04, b""),
+    );
     assert_eq!(pkt::endpoints(&out).2, CTR, "the RST itself is still translated");
     assert_eq!(ct_len(&l), 0);
 }
@@ -296,8 +411,16 @@ fn ip_options_vlan_and_ipv6_frames() {
     opt.extend_from_slice(&plain[34..]);
     let (_, out) = run(&mut l, maps::PROG_UPLINK_IN, &opt);
     assert_eq!(&out[30..34], &CTR.octets(), "destination rewritten");
-    assert_eq!(&out[38 + 2..38 + 4], &5000u16.to_be_bytes(), "port found after the options");
-    assert_eq!(pkt::csum_fold(pkt::csum_add(&out[14..38], 0)), 0, "IP checksum with options");
+    assert_eq!(
+        &out[38 + 2..38 + 4],
+        &5000u16.to_be_bytes(),
+        "port found after the options"
+    );
+    assert_eq!(
+        pkt::csum_fold(pkt::csum_add(&out[14..38], 0)),
+        0,
+        "IP checksum with options"
+    );
     // An 802.1Q-tagged frame and an IPv6 frame are not IPv4: passed unchanged.
     let mut vlan = plain[..12].to_vec();
     vlan.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);

@@ -9,7 +9,9 @@ fn programs_attached_to_a_veth_see_real_traffic() {
     let host = NetNs::new("lrt-host");
     let ctr = NetNs::new("lrt-ctr");
     let veth = format!("veth{}", rand_suffix(6));
-    host.exec(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ctr.name]);
+    host.exec(&[
+        "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ctr.name,
+    ]);
     host.exec(&["ip", "addr", "add", "10.99.0.1/24", "dev", &veth]);
     host.exec(&["ip", "link", "set", &veth, "up"]);
     ctr.exec(&["ip", "addr", "add", "10.99.0.2/24", "dev", "eth0"]);

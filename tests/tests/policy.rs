@@ -13,7 +13,18 @@ fn ip(h: &Host, name: &str) -> String {
 
 /// A container listening on 7000 (exposed) and 7001 (not exposed).
 fn server(h: &Host, name: &str) {
-    h.ok(&["run", "-d", "--name", name, "--expose", "7000", "alpine", "sh", "-c", "python3 -m http.server 7000 & exec python3 -m http.server 7001"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--expose",
+        "7000",
+        "alpine",
+        "sh",
+        "-c",
+        "python3 -m http.server 7000 & exec python3 -m http.server 7001",
+    ]);
 }
 
 #[test]
@@ -21,35 +32,109 @@ fn only_linked_peers_reach_exposed_ports() {
     let h = Host::new();
     server(&h, "src");
     let s = ip(&h, "src");
-    h.ok(&["run", "-d", "--name", "linked", "--link", "src", "alpine", "python3", "-m", "http.server", "7002"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "linked",
+        "--link",
+        "src",
+        "alpine",
+        "python3",
+        "-m",
+        "http.server",
+        "7002",
+    ]);
     h.ok(&["run", "-d", "--name", "other", "alpine", "sleep", "600"]);
     // The listeners are up (the host is not a container: not filtered).
-    eventually(10, || h.sh(&["curl", "-s", "-m", "1", &format!("http://{s}:7001/")]).status.success().then_some(()));
-    assert!(eventually(10, || connects(&h, "linked", &s, 7000).then_some(true)), "linked peer reaches the exposed port");
+    eventually(10, || {
+        h.sh(&["curl", "-s", "-m", "1", &format!("http://{s}:7001/")])
+            .status
+            .success()
+            .then_some(())
+    });
+    assert!(
+        eventually(10, || connects(&h, "linked", &s, 7000).then_some(true)),
+        "linked peer reaches the exposed port"
+    );
     assert!(connects(&h, "linked", "src", 7000), "by alias too");
-    assert!(!connects(&h, "linked", &s, 7001), "not a port the source does not expose");
+    assert!(
+        !connects(&h, "linked", &s, 7001),
+        "not a port the source does not expose"
+    );
     assert!(!connects(&h, "other", &s, 7000), "not an unlinked container");
     let l = ip(&h, "linked");
-    eventually(10, || h.sh(&["curl", "-s", "-m", "1", &format!("http://{l}:7002/")]).status.success().then_some(()));
+    eventually(10, || {
+        h.sh(&["curl", "-s", "-m", "1", &format!("http://{l}:7002/")])
+            .status
+            .success()
+            .then_some(())
+    });
     assert!(!connects(&h, "src", &l, 7002), "not the reverse direction");
     // Ping: linked peers yes (the seed's `ping redis`), others no.
-    assert_eq!(h.linkrt(&["exec", "linked", "ping", "-c", "1", "-W", "2", "src"]).code, 0);
+    assert_eq!(
+        h.linkrt(&["exec", "linked", "ping", "-c", "1", "-W", "2", "src"]).code,
+        0
+    );
     assert_ne!(h.linkrt(&["exec", "other", "ping", "-c", "1", "-W", "1", &s]).code, 0);
     let st = h.ok(&["status"]);
-    assert!(st.lines().any(|l| l.trim_start().starts_with("drop_policy") && !l.trim_end().ends_with(" 0")), "{st}");
+    assert!(
+        st.lines()
+            .any(|l| l.trim_start().starts_with("drop_policy") && !l.trim_end().ends_with(" 0")),
+        "{st}"
+    );
 }
 
 #[test]
 fn spoofed_addresses_are_dropped() {
     let h = Host::new();
     h.ok(&["run", "-d", "--name", "evil", "alpine", "sleep", "600"]);
-    assert_eq!(h.linkrt(&["exec", "evil", "ping", "-c", "1", "-W", "2", "172.17.0.1"]).code, 0, "its own address works");
+    assert_eq!(
+        h.linkrt(&["exec", "evil", "ping", "-c", "1", "-W", "2", "172.17.0.1"])
+            .code,
+        0,
+        "its own address works"
+    );
     h.ok(&["exec", "evil", "ip", "addr", "add", "172.17.0.99/16", "dev", "eth0"]);
-    assert_ne!(h.linkrt(&["exec", "evil", "ping", "-c", "1", "-W", "1", "-I", "172.17.0.99", "172.17.0.1"]).code, 0, "a forged source IP");
-    h.ok(&["exec", "evil", "ip", "link", "set", "eth0", "address", "02:42:ac:11:00:63"]);
-    assert_ne!(h.linkrt(&["exec", "evil", "ping", "-c", "1", "-W", "1", "172.17.0.1"]).code, 0, "a forged MAC");
+    assert_ne!(
+        h.linkrt(&[
+            "exec",
+            "evil",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "-I",
+            "172.17.0.99",
+            "172.17.0.1"
+        ])
+        .code,
+        0,
+        "a forged source IP"
+    );
+    h.ok(&[
+        "exec",
+        "evil",
+        "ip",
+        "link",
+        "set",
+        "eth0",
+        "address",
+        "02:42:ac:11:00:63",
+    ]);
+    assert_ne!(
+        h.linkrt(&["exec", "evil", "ping", "-c", "1", "-W", "1", "172.17.0.1"])
+            .code,
+        0,
+        "a forged MAC"
+    );
     let st = h.ok(&["status"]);
-    assert!(st.lines().any(|l| l.trim_start().starts_with("drop_spoof") && !l.trim_end().ends_with(" 0")), "{st}");
+    assert!(
+        st.lines()
+            .any(|l| l.trim_start().starts_with("drop_spoof") && !l.trim_end().ends_with(" 0")),
+        "{st}"
+    );
 }
 
 #[test]
@@ -62,16 +147,30 @@ fn rules_follow_ip_changes_and_icc_can_be_turned_on() {
     // Whoever gets the old address next is not reachable through the old grant.
     server(&h, "squatter");
     assert_eq!(ip(&h, "squatter"), "172.17.0.2");
-    eventually(10, || h.sh(&["curl", "-s", "-m", "1", "http://172.17.0.2:7000/"]).status.success().then_some(()));
-    assert!(!connects(&h, "app", "172.17.0.2", 7000), "a stale rule must not grant the reused IP");
+    eventually(10, || {
+        h.sh(&["curl", "-s", "-m", "1", "http://172.17.0.2:7000/"])
+            .status
+            .success()
+            .then_some(())
+    });
+    assert!(
+        !connects(&h, "app", "172.17.0.2", 7000),
+        "a stale rule must not grant the reused IP"
+    );
     h.ok(&["start", "src"]);
     let s = ip(&h, "src");
     assert_ne!(s, "172.17.0.2");
-    assert!(eventually(10, || connects(&h, "app", &s, 7000).then_some(true)), "the rule follows the new IP");
+    assert!(
+        eventually(10, || connects(&h, "app", &s, 7000).then_some(true)),
+        "the rule follows the new IP"
+    );
     assert!(connects(&h, "app", "src", 7000), "and /etc/hosts too");
 
     // --icc=true (Docker's default): every container talks to every other.
-    let o = h.linkrt_env(&[("LINKRT_ICC", "true")], &["run", "-d", "--name", "free", "alpine", "sleep", "600"]);
+    let o = h.linkrt_env(
+        &[("LINKRT_ICC", "true")],
+        &["run", "-d", "--name", "free", "alpine", "sleep", "600"],
+    );
     assert_eq!(o.code, 0, "{o:?}");
     assert!(connects(&h, "free", "172.17.0.2", 7001));
     assert!(connects(&h, "app", &s, 7001));
@@ -96,6 +195,14 @@ fn monitor_streams_drops_and_nat_flows() {
     let _ = mon.kill();
     let out = mon.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.lines().any(|l| l.starts_with("drop  (drop_policy) tcp 172.17.0.3:") && l.ends_with("-> 172.17.0.2:7000")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("nat   tcp 10.200.0.2:") && l.ends_with("-> 10.200.0.1:8080 => 172.17.0.4:5000")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("drop  (drop_policy) tcp 172.17.0.3:") && l.ends_with("-> 172.17.0.2:7000")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("nat   tcp 10.200.0.2:") && l.ends_with("-> 10.200.0.1:8080 => 172.17.0.4:5000")),
+        "{text}"
+    );
 }

@@ -10,22 +10,50 @@ fn hello(c: &Client, url: &str) -> String {
 fn seed_publish_forms_port_and_ps_output() {
     let h = Host::new();
     let cl = Client::new(&h);
-    h.ok(&["run", "-d", "--name", "web", "-p", "8080:5000", "training/webapp", "python", "app.py"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:5000",
+        "training/webapp",
+        "python",
+        "app.py",
+    ]);
     assert_eq!(hello(&cl, &format!("http://{HOST_IP}:8080/")), "Hello world!");
     // The client's address is preserved (docker-proxy would show the host's).
-    assert!(h.ok(&["logs", "web"]).contains(&format!("{CLIENT_IP} - - \"GET / HTTP/1.1\" 200")));
+    assert!(
+        h.ok(&["logs", "web"])
+            .contains(&format!("{CLIENT_IP} - - \"GET / HTTP/1.1\" 200"))
+    );
     assert_eq!(h.ok(&["port", "web"]), "5000/tcp -> 0.0.0.0:8080");
     assert_eq!(h.ok(&["port", "web", "5000"]), "0.0.0.0:8080");
     let o = h.linkrt(&["port", "web", "5000/udp"]);
-    assert_eq!((o.code, o.stderr.trim()), (1, "Error: No public port '5000/udp' published for web"));
+    assert_eq!(
+        (o.code, o.stderr.trim()),
+        (1, "Error: No public port '5000/udp' published for web")
+    );
     assert!(h.ok(&["ps"]).contains("0.0.0.0:8080->5000/tcp"));
 
     // -P: an ephemeral port from the start of ip_local_port_range.
-    h.ok(&["run", "-d", "-P", "--name", "nostalgic_morse", "training/webapp", "python", "app.py"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "-P",
+        "--name",
+        "nostalgic_morse",
+        "training/webapp",
+        "python",
+        "app.py",
+    ]);
     let p = h.ok(&["port", "nostalgic_morse", "5000"]);
     let lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
     assert_eq!(p, format!("0.0.0.0:{}", lo.split_whitespace().next().unwrap()));
-    assert_eq!(hello(&cl, &format!("http://{HOST_IP}:{}/", p.rsplit(':').next().unwrap())), "Hello world!");
+    assert_eq!(
+        hello(&cl, &format!("http://{HOST_IP}:{}/", p.rsplit(':').next().unwrap())),
+        "Hello world!"
+    );
 
     // A host range for one container port: the first free port, then the next.
     h.ok(&["run", "-d", "--name", "r1", "-p", "8000-9000:5000", "training/webapp"]);
@@ -35,12 +63,34 @@ fn seed_publish_forms_port_and_ps_output() {
     assert_eq!(hello(&cl, &format!("http://{HOST_IP}:8001/")), "Hello world!");
 
     // ip::port, and equal ranges shown collapsed in ps.
-    h.ok(&["run", "-d", "--name", "ipdyn", "-p", &format!("{HOST_IP}::5000"), "training/webapp"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ipdyn",
+        "-p",
+        &format!("{HOST_IP}::5000"),
+        "training/webapp",
+    ]);
     let p = h.ok(&["port", "ipdyn", "5000"]);
     assert!(p.starts_with(&format!("{HOST_IP}:")), "{p}");
     assert_eq!(hello(&cl, &format!("http://{p}/")), "Hello world!");
-    h.ok(&["run", "-d", "--name", "rng", "-p", "7000-7002:7000-7002", "alpine", "sleep", "600"]);
-    assert!(h.ok(&["ps"]).contains("0.0.0.0:7000-7002->7000-7002/tcp"), "{}", h.ok(&["ps"]));
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rng",
+        "-p",
+        "7000-7002:7000-7002",
+        "alpine",
+        "sleep",
+        "600",
+    ]);
+    assert!(
+        h.ok(&["ps"]).contains("0.0.0.0:7000-7002->7000-7002/tcp"),
+        "{}",
+        h.ok(&["ps"])
+    );
 }
 
 #[test]
@@ -48,22 +98,53 @@ fn conflicts_and_host_processes_are_refused_and_leave_nothing() {
     let h = Host::new();
     h.ok(&["run", "-d", "--name", "first", "-p", "8088:5000", "training/webapp"]);
     let o = h.linkrt(&["run", "-d", "--name", "second", "-p", "8088:5000", "training/webapp"]);
-    assert_eq!((o.code, o.stderr.trim()), (125, "linkrt: Bind for 0.0.0.0:8088 failed: port is already allocated"));
-    assert_eq!(h.inspect("second", "{{.State.Status}}"), "created", "like Docker, the container exists but did not start");
+    assert_eq!(
+        (o.code, o.stderr.trim()),
+        (125, "linkrt: Bind for 0.0.0.0:8088 failed: port is already allocated")
+    );
+    assert_eq!(
+        h.inspect("second", "{{.State.Status}}"),
+        "created",
+        "like Docker, the container exists but did not start"
+    );
     assert_eq!(h.links().matches("veth").count(), 1, "no veth left by the failed start");
     // The running container's port is held: a host process cannot bind it.
-    let o = h.sh(&["python3", "-c", "import socket; socket.socket().bind(('0.0.0.0', 8088))"]);
+    let o = h.sh(&[
+        "python3",
+        "-c",
+        "import socket; socket.socket().bind(('0.0.0.0', 8088))",
+    ]);
     assert!(!o.status.success(), "the published port must be reserved");
     // A port a host process holds is not stolen.
     let holder = std::process::Command::new("ip")
-        .args(["netns", "exec", &h.ns.name, "python3", "-c", "import socket,time; s=socket.socket(); s.bind(('0.0.0.0',7777)); s.listen(); time.sleep(60)"])
+        .args([
+            "netns",
+            "exec",
+            &h.ns.name,
+            "python3",
+            "-c",
+            "import socket,time; s=socket.socket(); s.bind(('0.0.0.0',7777)); s.listen(); time.sleep(60)",
+        ])
         .spawn()
         .unwrap();
     let _kill = KillOnDrop(holder);
-    eventually(10, || (!h.sh(&["python3", "-c", "import socket; socket.socket().bind(('0.0.0.0', 7777))"]).status.success()).then_some(()));
+    eventually(10, || {
+        (!h.sh(&[
+            "python3",
+            "-c",
+            "import socket; socket.socket().bind(('0.0.0.0', 7777))",
+        ])
+        .status
+        .success())
+        .then_some(())
+    });
     let o = h.linkrt(&["run", "-d", "-p", "7777:5000", "training/webapp"]);
     assert_eq!(o.code, 125);
-    assert!(o.stderr.contains("failed to bind host port for 0.0.0.0:7777:5000/tcp: address already in use"), "{o:?}");
+    assert!(
+        o.stderr
+            .contains("failed to bind host port for 0.0.0.0:7777:5000/tcp: address already in use"),
+        "{o:?}"
+    );
     let o = h.linkrt(&["run", "-d", "-p", "3868:3869/sctp", "alpine", "true"]);
     assert!(o.stderr.contains("SCTP port translation is not supported"), "{o:?}");
 }
@@ -81,9 +162,26 @@ fn udp_hairpin_localhost_binding_and_removal_on_stop() {
     let h = Host::new();
     let cl = Client::new(&h);
     let script = udp_echo_script(53);
-    h.ok(&["run", "-d", "--name", "dns", "-p", "5353:53/udp", "-p", "5354:54/udp", "alpine", "python3", "-c", &script]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dns",
+        "-p",
+        "5353:53/udp",
+        "-p",
+        "5354:54/udp",
+        "alpine",
+        "python3",
+        "-c",
+        &script,
+    ]);
     let (data, from) = eventually(10, || udp_roundtrip(&cl.ns, &format!("{HOST_IP}:5353"), "hi"));
-    assert_eq!((data.as_str(), from.as_str()), ("echo:hi", "10.200.0.1:5353"), "the reply comes from the published address");
+    assert_eq!(
+        (data.as_str(), from.as_str()),
+        ("echo:hi", "10.200.0.1:5353"),
+        "the reply comes from the published address"
+    );
     // Nothing listens on 54: the container's ICMP port unreachable, translated, reaches the
     // client's connected socket as "connection refused" (instead of a silent timeout).
     let probe = format!(
@@ -92,7 +190,17 @@ fn udp_hairpin_localhost_binding_and_removal_on_stop() {
     let o = cl.ns.try_exec(&["python3", "-c", &probe]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "refused", "{o:?}");
 
-    h.ok(&["run", "-d", "--name", "web", "-p", "8080:5000", "-p", "127.0.0.1:9090:5000", "training/webapp"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:5000",
+        "-p",
+        "127.0.0.1:9090:5000",
+        "training/webapp",
+    ]);
     assert_eq!(hello(&cl, &format!("http://{HOST_IP}:8080/")), "Hello world!");
     // -p 127.0.0.1:... is not reachable from another machine.
     assert_eq!(cl.curl(&format!("http://{HOST_IP}:9090/")), None);
@@ -117,37 +225,91 @@ fn udp_hairpin_localhost_binding_and_removal_on_stop() {
 fn host_processes_reach_published_ports_through_socket_hooks() {
     let h = Host::new();
     let _cl = Client::new(&h);
-    h.ok(&["run", "-d", "--name", "web", "-p", "8080:5000", "-p", "127.0.0.1:9090:5000", "training/webapp"]);
-    for url in ["http://127.0.0.1:8080/", "http://127.0.0.1:9090/", &format!("http://{HOST_IP}:8080/"), "http://172.17.0.1:8080/"] {
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:5000",
+        "-p",
+        "127.0.0.1:9090:5000",
+        "training/webapp",
+    ]);
+    for url in [
+        "http://127.0.0.1:8080/",
+        "http://127.0.0.1:9090/",
+        &format!("http://{HOST_IP}:8080/"),
+        "http://172.17.0.1:8080/",
+    ] {
         let body = eventually(10, || {
             let o = h.host_process(&["curl", "-s", "-m", "3", url]);
-            o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+            o.status
+                .success()
+                .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
         });
         assert_eq!(body, "Hello world!", "{url}");
     }
     // Unconnected UDP from the host: the reply appears to come from the published address.
     let script = udp_echo_script(53);
-    h.ok(&["run", "-d", "--name", "dns", "-p", "5353:53/udp", "alpine", "python3", "-c", &script]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dns",
+        "-p",
+        "5353:53/udp",
+        "alpine",
+        "python3",
+        "-c",
+        &script,
+    ]);
     let probe = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\ns.sendto(b'x',('127.0.0.1',5353))\nd,a=s.recvfrom(99)\nprint(d.decode(),a[0],a[1])";
     let out = eventually(10, || {
         let o = h.host_process(&["python3", "-c", probe]);
-        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
     });
     assert_eq!(out, "echo:x 127.0.0.1 5353");
     // Processes of other namespaces are not affected (the hooks check the netns cookie).
-    let o = std::process::Command::new("curl").args(["-s", "-m", "1", "http://127.0.0.1:8080/"]).output().unwrap();
+    let o = std::process::Command::new("curl")
+        .args(["-s", "-m", "1", "http://127.0.0.1:8080/"])
+        .output()
+        .unwrap();
     assert_ne!(String::from_utf8_lossy(&o.stdout), "Hello world!");
     let st = h.ok(&["status"]);
-    assert!(st.lines().any(|l| l.trim_start().starts_with("sock_lb") && !l.trim_end().ends_with(" 0")), "{st}");
+    assert!(
+        st.lines()
+            .any(|l| l.trim_start().starts_with("sock_lb") && !l.trim_end().ends_with(" 0")),
+        "{st}"
+    );
 }
 
 #[test]
 fn a_10000_port_range_is_one_map_update_not_10000_processes() {
     let h = Host::new();
     let cl = Client::new(&h);
-    let procs = || std::fs::read_dir("/proc").unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().parse::<u32>().is_ok()).count();
+    let procs = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().parse::<u32>().is_ok())
+            .count()
+    };
     let before = procs();
-    h.ok(&["run", "-d", "--name", "wide", "-p", "20000-29999:20000-29999", "alpine", "python3", "-m", "http.server", "25000"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "wide",
+        "-p",
+        "20000-29999:20000-29999",
+        "alpine",
+        "python3",
+        "-m",
+        "http.server",
+        "25000",
+    ]);
     // The supervisor and the container's process, nothing per port (other tests may add a few).
     assert!(procs() < before + 50, "{} -> {}", before, procs());
     assert!(h.ok(&["ps"]).contains("0.0.0.0:20000-29999->20000-29999/tcp"));
@@ -155,7 +317,11 @@ fn a_10000_port_range_is_one_map_update_not_10000_processes() {
     let body = eventually(10, || cl.curl(&format!("http://{HOST_IP}:25000/")));
     assert!(body.contains("Directory listing"), "{body}");
     // Every port of the range is held against host processes.
-    let o = h.sh(&["python3", "-c", "import socket; socket.socket().bind(('0.0.0.0', 29999))"]);
+    let o = h.sh(&[
+        "python3",
+        "-c",
+        "import socket; socket.socket().bind(('0.0.0.0', 29999))",
+    ]);
     assert!(!o.status.success());
     h.ok(&["rm", "-f", "wide"]);
     assert_eq!(cl.curl(&format!("http://{HOST_IP}:25000/")), None);

@@ -8,13 +8,21 @@ use linkrt_tests::{CLIENT_IP, Client, HOST_IP, Host, eventually};
 fn leftovers(h: &Host) -> Vec<String> {
     let mut v = Vec::new();
     let links = h.links();
-    v.extend(links.lines().filter(|l| l.contains("veth")).map(|l| format!("veth: {l}")));
+    v.extend(
+        links
+            .lines()
+            .filter(|l| l.contains("veth"))
+            .map(|l| format!("veth: {l}")),
+    );
     let ipam = std::fs::read_to_string(h.t.cfg.root.join("ipam.v1.json")).unwrap_or_default();
     if ipam.contains("172.17.") {
         v.push(format!("leases: {ipam}"));
     }
     let st = h.ok(&["status"]);
-    if let Some(l) = st.lines().find(|l| l.contains("LRT_PORTMAP_V1") && !l.contains(" 0 entries") && !l.contains("not created")) {
+    if let Some(l) = st
+        .lines()
+        .find(|l| l.contains("LRT_PORTMAP_V1") && !l.contains(" 0 entries") && !l.contains("not created"))
+    {
         v.push(format!("portmap: {l}"));
     }
     v
@@ -29,7 +37,10 @@ fn kill_9_at_every_step_leaves_state_the_next_command_repairs() {
     let h = Host::new();
     let cl = Client::new(&h);
     for fp in ["create", "start-network", "start-spawned"] {
-        let o = h.linkrt_env(&[("LINKRT_FAILPOINT", fp)], &["run", "-d", "--name", "victim", "-p", "8080:5000", "training/webapp"]);
+        let o = h.linkrt_env(
+            &[("LINKRT_FAILPOINT", fp)],
+            &["run", "-d", "--name", "victim", "-p", "8080:5000", "training/webapp"],
+        );
         assert_eq!(o.code, 137, "{fp}: killed: {o:?}");
         // The next command repairs: nothing running, nothing leaked, the name reusable.
         let ps = h.ok(&["ps", "-a"]);
@@ -46,7 +57,11 @@ fn kill_9_at_every_step_leaves_state_the_next_command_repairs() {
         assert!(left.is_empty(), "{fp}: {left:?}");
         h.ok(&["rm", "-f", "victim"]);
         let id = h.ok(&["run", "-d", "--name", "victim", "-p", "8080:5000", "training/webapp"]);
-        assert_eq!(eventually(10, || cl.curl(&format!("http://{HOST_IP}:8080/"))), "Hello world!", "{fp}");
+        assert_eq!(
+            eventually(10, || cl.curl(&format!("http://{HOST_IP}:8080/"))),
+            "Hello world!",
+            "{fp}"
+        );
         h.ok(&["rm", "-f", &id]);
         assert!(leftovers(&h).is_empty(), "{fp}: {:?}", leftovers(&h));
         assert!(!netns_of(&id));
@@ -66,12 +81,18 @@ fn a_reboot_emptying_bpffs_and_run_is_reconciled() {
     let h = Host::new();
     let cl = Client::new(&h);
     let id = h.ok(&["run", "-d", "--name", "web", "-p", "8080:5000", "training/webapp"]);
-    assert_eq!(eventually(10, || cl.curl(&format!("http://{HOST_IP}:8080/"))), "Hello world!");
+    assert_eq!(
+        eventually(10, || cl.curl(&format!("http://{HOST_IP}:8080/"))),
+        "Hello world!"
+    );
     // "Reboot": every process of the container gone, pins and runtime files lost.
     let sup: i32 = h.inspect("web", "{{.State.Pid}}").parse().unwrap();
     let pids = std::fs::read_to_string(linkrt::state::pids_path(&h.t.cfg, &id)).unwrap();
     for p in pids.split_whitespace().chain([sup.to_string().as_str()]) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.parse().unwrap()), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p.parse().unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     std::fs::remove_dir_all(&h.t.cfg.bpffs).unwrap();
@@ -81,7 +102,10 @@ fn a_reboot_emptying_bpffs_and_run_is_reconciled() {
     assert!(ps.contains("Exited (137)"), "{ps}");
     assert!(leftovers(&h).is_empty(), "{:?}", leftovers(&h));
     h.ok(&["start", "web"]);
-    assert_eq!(eventually(10, || cl.curl(&format!("http://{HOST_IP}:8080/"))), "Hello world!");
+    assert_eq!(
+        eventually(10, || cl.curl(&format!("http://{HOST_IP}:8080/"))),
+        "Hello world!"
+    );
 }
 
 #[test]
@@ -101,9 +125,23 @@ fn established_flows_survive_the_cli_and_a_datapath_reload() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(800));
     // New programs are loaded and swapped in on every interface (what an upgrade does).
-    h.ok(&["run", "-d", "--name", "other", "-p", "7001:7000", "alpine", "sleep", "600"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "other",
+        "-p",
+        "7001:7000",
+        "alpine",
+        "sleep",
+        "600",
+    ]);
     let out = client.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30", "every echo came back over the same connection");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "30",
+        "every echo came back over the same connection"
+    );
     let logs = h.ok(&["inspect", "-f", "{{.State.Running}}", "echo"]);
     assert_eq!(logs, "true");
     let _ = CLIENT_IP;
@@ -114,10 +152,32 @@ fn twenty_parallel_runs_and_removals_do_not_collide() {
     let h = Host::new();
     let h = &h;
     let ids: Vec<String> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..20).map(|i| s.spawn(move || h.linkrt(&["run", "-d", "-P", "--expose", "9000", "--name", &format!("p{i}"), "alpine", "sleep", "600"]))).collect();
-        hs.into_iter().map(|t| t.join().unwrap().ok().trim().to_string()).collect()
+        let hs: Vec<_> = (0..20)
+            .map(|i| {
+                s.spawn(move || {
+                    h.linkrt(&[
+                        "run",
+                        "-d",
+                        "-P",
+                        "--expose",
+                        "9000",
+                        "--name",
+                        &format!("p{i}"),
+                        "alpine",
+                        "sleep",
+                        "600",
+                    ])
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|t| t.join().unwrap().ok().trim().to_string())
+            .collect()
     });
-    let ips: HashSet<String> = ids.iter().map(|id| h.inspect(id, "{{.NetworkSettings.IPAddress}}")).collect();
+    let ips: HashSet<String> = ids
+        .iter()
+        .map(|id| h.inspect(id, "{{.NetworkSettings.IPAddress}}"))
+        .collect();
     let ports: HashSet<String> = ids.iter().map(|id| h.ok(&["port", id, "9000"])).collect();
     let names: HashSet<String> = ids.iter().map(|id| h.inspect(id, "{{.Name}}")).collect();
     assert_eq!((ips.len(), ports.len(), names.len()), (20, 20, 20), "{ips:?} {ports:?}");
@@ -134,10 +194,24 @@ fn twenty_parallel_runs_and_removals_do_not_collide() {
 #[test]
 fn permissions_and_isolation() {
     let h = Host::new();
-    let id = h.ok(&["run", "-d", "--name", "db", "-e", "SECRET=s3cret", "-p", "127.0.0.1:9090:5432", "training/postgres"]);
+    let id = h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "-e",
+        "SECRET=s3cret",
+        "-p",
+        "127.0.0.1:9090:5432",
+        "training/postgres",
+    ]);
     // Root-only state and pins.
     use std::os::unix::fs::PermissionsExt;
-    for d in [h.t.cfg.root.clone(), h.t.cfg.root.join("containers").join(&id), h.t.cfg.bpffs.clone()] {
+    for d in [
+        h.t.cfg.root.clone(),
+        h.t.cfg.root.join("containers").join(&id),
+        h.t.cfg.bpffs.clone(),
+    ] {
         let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & 0o077, 0, "{} is {mode:o}", d.display());
     }
@@ -151,19 +225,33 @@ fn permissions_and_isolation() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("permission denied: linkrt must run as root"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("permission denied: linkrt must run as root"),
+        "{o:?}"
+    );
     assert_eq!(h.ok(&["ps", "-a"]).lines().count(), before.lines().count());
     // Link variables go only to linked containers.
     assert!(!h.ok(&["run", "--rm", "alpine", "env"]).contains("SECRET"));
-    assert!(h.ok(&["run", "--rm", "--link", "db", "alpine", "env"]).contains("DB_ENV_SECRET=s3cret"));
+    assert!(
+        h.ok(&["run", "--rm", "--link", "db", "alpine", "env"])
+            .contains("DB_ENV_SECRET=s3cret")
+    );
     // A -p 127.0.0.1: port is not reachable from containers through the host's addresses.
     h.ok(&["run", "-d", "--name", "peer", "alpine", "sleep", "600"]);
     for target in ["172.17.0.1", "127.0.0.1"] {
         let script = format!("import socket\ns=socket.socket()\ns.settimeout(1)\ns.connect(('{target}',9090))");
-        assert_ne!(h.linkrt(&["exec", "peer", "python3", "-c", &script]).code, 0, "{target}:9090");
+        assert_ne!(
+            h.linkrt(&["exec", "peer", "python3", "-c", &script]).code,
+            0,
+            "{target}:9090"
+        );
     }
     // The host itself reaches it.
-    let o = h.host_process(&["python3", "-c", "import socket\ns=socket.socket()\ns.settimeout(2)\ns.connect(('127.0.0.1',9090))"]);
+    let o = h.host_process(&[
+        "python3",
+        "-c",
+        "import socket\ns=socket.socket()\ns.settimeout(2)\ns.connect(('127.0.0.1',9090))",
+    ]);
     assert!(o.status.success(), "{o:?}");
 }
 
@@ -171,13 +259,34 @@ fn permissions_and_isolation() {
 /// memory is fixed. `LINKRT_LOAD_CONTAINERS=200` runs the long version (CI runs 30).
 #[test]
 fn load_many_containers_and_60000_mappings() {
-    let n: usize = std::env::var("LINKRT_LOAD_CONTAINERS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let n: usize = std::env::var("LINKRT_LOAD_CONTAINERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     let h = Host::new();
     let cl = Client::new(&h);
     // 59,990 SCTP mappings on one container (no sockets to hold), then n web containers.
-    h.ok(&["run", "-d", "--name", "wide", "-p", "1024-61013:1024-61013/sctp", "alpine", "sleep", "3600"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "wide",
+        "-p",
+        "1024-61013:1024-61013/sctp",
+        "alpine",
+        "sleep",
+        "3600",
+    ]);
     for i in 0..n {
-        h.ok(&["run", "-d", "--name", &format!("w{i}"), "-p", &format!("{}:5000", 62000 + i), "training/webapp"]);
+        h.ok(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("w{i}"),
+            "-p",
+            &format!("{}:5000", 62000 + i),
+            "training/webapp",
+        ]);
     }
     assert_eq!(h.ok(&["ps", "-q"]).lines().count(), n + 1);
     let st = h.ok(&["status"]);
@@ -188,7 +297,10 @@ fn load_many_containers_and_60000_mappings() {
         assert_eq!(eventually(20, || cl.curl(&url)), "Hello world!", "{url}");
     }
     // Memory: the maps are preallocated at a fixed size, whatever the load.
-    let o = std::process::Command::new("bpftool").args(["-j", "map", "show"]).output().unwrap();
+    let o = std::process::Command::new("bpftool")
+        .args(["-j", "map", "show"])
+        .output()
+        .unwrap();
     let maps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let total: u64 = maps
         .as_array()

@@ -20,12 +20,32 @@ fn foreground_detached_exit_codes_and_lifecycle() {
     assert_eq!(h.ok(&["exec", "sleeper", "hostname"]), id[..12]);
     assert_eq!(h.ok(&["exec", "sleeper", "cat", "/etc/hostname"]), id[..12]);
     // PID namespace: the command is PID 1.
-    assert_eq!(h.ok(&["exec", "sleeper", "cat", "/proc/1/cmdline"]).replace('\0', " ").trim(), "sleep 300");
+    assert_eq!(
+        h.ok(&["exec", "sleeper", "cat", "/proc/1/cmdline"])
+            .replace('\0', " ")
+            .trim(),
+        "sleep 300"
+    );
     let ps = h.ok(&["ps"]);
-    assert!(ps.starts_with("CONTAINER ID   IMAGE    COMMAND       CREATED                  STATUS"), "{ps}");
-    assert!(ps.contains(&id[..12]) && ps.contains("\"sleep 300\"") && ps.contains("Up ") && ps.ends_with("sleeper"), "{ps}");
+    assert!(
+        ps.starts_with("CONTAINER ID   IMAGE    COMMAND       CREATED                  STATUS"),
+        "{ps}"
+    );
+    assert!(
+        ps.contains(&id[..12]) && ps.contains("\"sleep 300\"") && ps.contains("Up ") && ps.ends_with("sleeper"),
+        "{ps}"
+    );
     let netns = format!("linkrt-{}", &id[..12]);
-    assert!(String::from_utf8_lossy(&std::process::Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).contains(&netns));
+    assert!(
+        String::from_utf8_lossy(
+            &std::process::Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .unwrap()
+                .stdout
+        )
+        .contains(&netns)
+    );
 
     // rm without -f refuses a running container (Docker's text).
     let o = h.linkrt(&["rm", "sleeper"]);
@@ -47,7 +67,16 @@ fn foreground_detached_exit_codes_and_lifecycle() {
     h.ok(&["rm", "-f", "sleeper"]);
     assert_eq!(h.ok(&["ps", "-aq"]), "");
     assert!(!h.links().contains("veth"));
-    assert!(!String::from_utf8_lossy(&std::process::Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).contains(&netns));
+    assert!(
+        !String::from_utf8_lossy(
+            &std::process::Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .unwrap()
+                .stdout
+        )
+        .contains(&netns)
+    );
 }
 
 #[test]
@@ -58,10 +87,17 @@ fn bad_input_leaves_nothing_behind() {
     assert!(o.stderr.contains("Unable to find image 'nosuchimage' locally"), "{o:?}");
     let o = h.linkrt(&["run", "--name", "bad name!", "alpine", "true"]);
     assert_eq!(o.code, 125);
-    assert!(o.stderr.contains("Invalid container name (bad name!), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"), "{o:?}");
+    assert!(
+        o.stderr
+            .contains("Invalid container name (bad name!), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+        "{o:?}"
+    );
     let o = h.linkrt(&["run", "--env-file", "/nonexistent.env", "alpine", "true"]);
     assert_eq!(o.code, 125);
-    assert!(o.stderr.contains("open /nonexistent.env: no such file or directory"), "{o:?}");
+    assert!(
+        o.stderr.contains("open /nonexistent.env: no such file or directory"),
+        "{o:?}"
+    );
     let o = h.linkrt(&["run", "-p", "abc", "alpine", "true"]);
     assert_eq!((o.code, o.stderr.trim()), (125, "linkrt: Invalid containerPort: abc"));
     assert_eq!(h.ok(&["ps", "-aq"]), "");
@@ -69,8 +105,15 @@ fn bad_input_leaves_nothing_behind() {
     // A missing command: 127, Docker's message, the container stays "Created" with no network.
     let o = h.linkrt(&["run", "--name", "nocmd", "alpine", "nosuchcmd"]);
     assert_eq!(o.code, 127, "{o:?}");
-    assert!(o.stderr.contains("exec: \"nosuchcmd\": executable file not found in $PATH"), "{o:?}");
-    assert_eq!(h.inspect("nocmd", "{{.State.Status}} {{.State.ExitCode}}"), "created 127");
+    assert!(
+        o.stderr
+            .contains("exec: \"nosuchcmd\": executable file not found in $PATH"),
+        "{o:?}"
+    );
+    assert_eq!(
+        h.inspect("nocmd", "{{.State.Status}} {{.State.ExitCode}}"),
+        "created 127"
+    );
     assert!(!h.links().contains("veth"));
     assert!(!leases(&h).contains('.'), "no lease left: {}", leases(&h));
     let o = h.linkrt(&["run", "--rm", "alpine", "/nonexistent"]);
@@ -87,7 +130,9 @@ fn names_conflicts_and_ipam_reuse() {
     assert_eq!(o.code, 125);
     assert_eq!(
         o.stderr.trim(),
-        format!("linkrt: Conflict. The container name \"/db\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")
+        format!(
+            "linkrt: Conflict. The container name \"/db\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+        )
     );
     let anon = h.ok(&["run", "-d", "alpine", "sleep", "300"]);
     let name = h.inspect(&anon, "{{.Name}}");
@@ -97,9 +142,17 @@ fn names_conflicts_and_ipam_reuse() {
     assert_eq!(h.inspect(&anon, "{{.NetworkSettings.IPAddress}}"), "172.17.0.3");
     h.ok(&["rm", "-f", "db"]);
     let again = h.ok(&["run", "-d", "alpine", "sleep", "300"]);
-    assert_eq!(h.inspect(&again, "{{.NetworkSettings.IPAddress}}"), "172.17.0.2", "the freed address is reused");
+    assert_eq!(
+        h.inspect(&again, "{{.NetworkSettings.IPAddress}}"),
+        "172.17.0.2",
+        "the freed address is reused"
+    );
     // Unlinked containers do not reach each other (secure by default, Docker's --icc=false).
-    assert_ne!(h.linkrt(&["exec", &again, "ping", "-c", "1", "-W", "1", "172.17.0.3"]).code, 0);
+    assert_ne!(
+        h.linkrt(&["exec", &again, "ping", "-c", "1", "-W", "1", "172.17.0.3"])
+            .code,
+        0
+    );
 }
 
 #[test]
@@ -110,14 +163,35 @@ fn pty_env_and_filesystem_isolation() {
     assert!(o.stdout.starts_with("/dev/pts/"), "{o:?}");
     let env_file = h.t.cfg.root.with_file_name("test.env");
     std::fs::write(&env_file, "# comment\n\nFROM_FILE=1\nBOTH=file\n").unwrap();
-    let env = h.ok(&["run", "--rm", "-e", "BOTH=flag", "--env", "X=y", "--env-file", env_file.to_str().unwrap(), "alpine", "env"]);
+    let env = h.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "BOTH=flag",
+        "--env",
+        "X=y",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "alpine",
+        "env",
+    ]);
     let lines: Vec<&str> = env.lines().collect();
-    assert_eq!(lines[0], "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    assert_eq!(
+        lines[0],
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
     assert!(lines[1].starts_with("HOSTNAME="));
     assert_eq!(&lines[2..], ["FROM_FILE=1", "BOTH=flag", "X=y", "HOME=/root"]);
     // Writes stay in the container: the host file is untouched.
     let marker = format!("/etc/linkrt-test-{}", linkrt_tests::rand_suffix(6));
-    h.ok(&["run", "--rm", "alpine", "sh", "-c", &format!("echo x > {marker} && cat {marker}")]);
+    h.ok(&[
+        "run",
+        "--rm",
+        "alpine",
+        "sh",
+        "-c",
+        &format!("echo x > {marker} && cat {marker}"),
+    ]);
     assert!(!std::path::Path::new(&marker).exists());
     // Logs of a detached container.
     let id = h.ok(&["run", "-d", "alpine", "sh", "-c", "echo hello; echo oops >&2"]);

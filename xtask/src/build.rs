@@ -16,7 +16,14 @@ pub fn build_ebpf() -> Result<()> {
     let root = workspace_root();
     println!("[build] eBPF object with {DEBIAN_RUSTC} (RUSTC_BOOTSTRAP=1) + bpf-linker");
     let st = Command::new("cargo")
-        .args(["build", "--package", "linkrt-ebpf", "--target", "bpfel-unknown-none", "--release"])
+        .args([
+            "build",
+            "--package",
+            "linkrt-ebpf",
+            "--target",
+            "bpfel-unknown-none",
+            "--release",
+        ])
         .env("RUSTC", DEBIAN_RUSTC)
         .env("RUSTC_BOOTSTRAP", "1")
         .env("CARGO_TARGET_DIR", root.join("target/bpf"))

@@ -90,10 +90,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if args.is_empty() {
                 println!("[test] benchmark smoke run (cargo xtask bench --quick, debug build)");
                 let out = std::env::temp_dir().join("linkrt-bench-smoke");
-                let ok = bench_cmd(&root.join("target/debug"), true, &out.to_string_lossy(), "cargo xtask bench --quick")
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false);
+                let ok = bench_cmd(
+                    &root.join("target/debug"),
+                    true,
+                    &out.to_string_lossy(),
+                    "cargo xtask bench --quick",
+                )
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
                 println!("test bench_smoke ... {}", if ok { "ok" } else { "FAILED" });
                 smoke = if ok { (1, 0) } else { (0, 1) };
             }
@@ -131,7 +136,11 @@ fn as_root(prog: &str, args: &[String]) -> Command {
         c
     } else {
         let mut c = Command::new("sudo");
-        c.arg("-E").arg("env").arg(format!("PATH={}", std::env::var("PATH").unwrap_or_default())).arg(prog).args(args);
+        c.arg("-E")
+            .arg("env")
+            .arg(format!("PATH={}", std::env::var("PATH").unwrap_or_default()))
+            .arg(prog)
+            .args(args);
         c
     }
 }
@@ -158,13 +167,25 @@ fn bench_cmd(bin_dir: &std::path::Path, quick: bool, out: &str, command: &str) -
 /// test binaries (`summary: N passed, N failed`).
 fn run_tests(mut cmd: Command, (mut passed, mut failed): (u64, u64)) -> Result<ExitCode> {
     use std::io::{BufRead, BufReader};
-    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("running {cmd:?}"))?;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line?;
         println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {
             let num = |word: &str| {
-                rest.split(';').find_map(|p| p.trim().strip_suffix(word)?.split_whitespace().last()?.parse::<u64>().ok()).unwrap_or(0)
+                rest.split(';')
+                    .find_map(|p| {
+                        p.trim()
+                            .strip_suffix(word)?
+                            .split_whitespace()
+                            .last()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .unwrap_or(0)
             };
             passed += num("passed");
             failed += num("failed");

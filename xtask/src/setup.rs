@@ -38,7 +38,11 @@ pub const TOOLS: &[&str] = &[
 ];
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
 
 fn installed(pkg: &str) -> bool {
@@ -94,7 +98,10 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn llvm_major() -> Result<String> {
-    let out = Command::new(DEBIAN_RUSTC).arg("-vV").output().context("running /usr/bin/rustc -vV")?;
+    let out = Command::new(DEBIAN_RUSTC)
+        .arg("-vV")
+        .output()
+        .context("running /usr/bin/rustc -vV")?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
@@ -115,7 +122,9 @@ fn bpf_linker_ok(bl: &Path, llvm: &str) -> bool {
     if String::from_utf8_lossy(&v.stdout).trim() != format!("bpf-linker {BPF_LINKER_VERSION}") {
         return false;
     }
-    let Ok(ldd) = Command::new("ldd").arg(bl).output() else { return false };
+    let Ok(ldd) = Command::new("ldd").arg(bl).output() else {
+        return false;
+    };
     let ldd = String::from_utf8_lossy(&ldd.stdout);
     ldd.contains(&format!("libLLVM.so.{llvm}.")) && !ldd.contains("not found")
 }
@@ -132,16 +141,29 @@ pub fn setup() -> Result<()> {
 
     let bl = cargo_home().join("bin/bpf-linker");
     if bpf_linker_ok(&bl, &llvm) {
-        println!("[setup] bpf-linker {BPF_LINKER_VERSION} (LLVM {llvm}) already installed at {}", bl.display());
+        println!(
+            "[setup] bpf-linker {BPF_LINKER_VERSION} (LLVM {llvm}) already installed at {}",
+            bl.display()
+        );
     } else {
-        println!("[setup] cargo install bpf-linker@{BPF_LINKER_VERSION} --features llvm-{llvm} (LLVM_PREFIX=/usr/lib/llvm-{llvm})");
+        println!(
+            "[setup] cargo install bpf-linker@{BPF_LINKER_VERSION} --features llvm-{llvm} (LLVM_PREFIX=/usr/lib/llvm-{llvm})"
+        );
         // bpf-linker's build.rs reads LLVM_PREFIX; without it it would take /usr/bin/llvm-config (LLVM 14).
         run(Command::new("cargo")
-            .args(["install", "--locked", "--force", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
+            .args([
+                "install",
+                "--locked",
+                "--force",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+            ])
             .args(["--no-default-features", "--features", &format!("llvm-{llvm}")])
             .env("LLVM_PREFIX", format!("/usr/lib/llvm-{llvm}")))?;
         if !bpf_linker_ok(&bl, &llvm) {
-            bail!("bpf-linker installed at {} but it does not link against libLLVM {llvm}", bl.display());
+            bail!(
+                "bpf-linker installed at {} but it does not link against libLLVM {llvm}",
+                bl.display()
+            );
         }
     }
     // bpf-linker must be on PATH for rustc's bpf target.

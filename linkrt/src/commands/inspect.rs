@@ -23,7 +23,10 @@ pub fn inspect(cfg: &Config, a: InspectArgs) -> CmdResult {
         None => println!("{}", format::to_json(&serde_json::Value::Array(docs))),
     }
     if let Some(m) = missing.first() {
-        return Err(Failure { code: 1, msg: format!("No such object: {m}") });
+        return Err(Failure {
+            code: 1,
+            msg: format!("No such object: {m}"),
+        });
     }
     Ok(0)
 }

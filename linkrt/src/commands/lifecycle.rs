@@ -19,7 +19,11 @@ fn start_one(cfg: &Config, what: &str, attach: Attach) -> Result<i32, Failure> {
 }
 
 pub fn start(cfg: &Config, a: StartArgs) -> CmdResult {
-    let attach = if a.attach || a.interactive { Attach::Foreground } else { Attach::Detached };
+    let attach = if a.attach || a.interactive {
+        Attach::Foreground
+    } else {
+        Attach::Detached
+    };
     let mut code = 0;
     for what in &a.containers {
         match start_one(cfg, what, attach) {
@@ -32,7 +36,10 @@ pub fn start(cfg: &Config, a: StartArgs) -> CmdResult {
         }
     }
     if code != 0 {
-        return Err(Failure { code, msg: "failed to start containers: ".to_string() + &a.containers.join(", ") });
+        return Err(Failure {
+            code,
+            msg: "failed to start containers: ".to_string() + &a.containers.join(", "),
+        });
     }
     Ok(0)
 }

@@ -21,7 +21,13 @@ pub fn logs(cfg: &Config, a: LogsArgs) -> CmdResult {
     let mut err = File::open(&err_p).ok();
     let mut pos = [0u64; 2];
     loop {
-        for (i, (f, w)) in [(&mut out, &mut std::io::stdout() as &mut dyn Write), (&mut err, &mut std::io::stderr())].into_iter().enumerate() {
+        for (i, (f, w)) in [
+            (&mut out, &mut std::io::stdout() as &mut dyn Write),
+            (&mut err, &mut std::io::stderr()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
             if let Some(f) = f {
                 let _ = f.seek(SeekFrom::Start(pos[i]));
                 let mut buf = Vec::new();

@@ -22,14 +22,20 @@ pub struct Failure {
 
 impl From<linkrt::Error> for Failure {
     fn from(e: linkrt::Error) -> Self {
-        Failure { code: e.exit_code(), msg: e.to_string() }
+        Failure {
+            code: e.exit_code(),
+            msg: e.to_string(),
+        }
     }
 }
 
 impl Failure {
     /// A failure of a non-run command (Docker's CLI exits 1).
     pub fn cli(e: linkrt::Error) -> Self {
-        Failure { code: 1, msg: e.to_string() }
+        Failure {
+            code: 1,
+            msg: e.to_string(),
+        }
     }
 }
 

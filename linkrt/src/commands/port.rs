@@ -9,7 +9,11 @@ use crate::cli::PortArgs;
 pub fn port(cfg: &Config, a: PortArgs) -> CmdResult {
     let store = Store::new(cfg);
     let c = store.find(&a.container).map_err(Failure::cli)?;
-    let maps = if c.state.status == Status::Running { c.state.ports.clone() } else { Vec::new() };
+    let maps = if c.state.status == Status::Running {
+        c.state.ports.clone()
+    } else {
+        Vec::new()
+    };
     match a.port {
         None => {
             for l in ports::port_lines(&maps) {
@@ -24,7 +28,10 @@ pub fn port(cfg: &Config, a: PortArgs) -> CmdResult {
             };
             let hits: Vec<_> = maps.iter().filter(|m| Some(m.container) == key).collect();
             if hits.is_empty() {
-                return Err(Failure { code: 1, msg: format!("No public port '{shown}' published for {}", a.container) });
+                return Err(Failure {
+                    code: 1,
+                    msg: format!("No public port '{shown}' published for {}", a.container),
+                });
             }
             for m in hits {
                 println!("{}", m.host_addr());

@@ -15,14 +15,20 @@ pub fn ps(cfg: &Config, a: PsArgs) -> CmdResult {
     };
     all.reverse(); // newest first
     let mut shown: Vec<_> = if a.latest || a.last.is_some() {
-        all.into_iter().take(if a.latest { 1 } else { a.last.unwrap_or(1) }).collect()
+        all.into_iter()
+            .take(if a.latest { 1 } else { a.last.unwrap_or(1) })
+            .collect()
     } else if a.all {
         all
     } else {
         all.into_iter().filter(|c| c.state.status == Status::Running).collect()
     };
     if !a.names.is_empty() {
-        shown.retain(|c| a.names.iter().any(|n| n.trim_start_matches('/') == c.name || c.id.starts_with(n.as_str())));
+        shown.retain(|c| {
+            a.names
+                .iter()
+                .any(|n| n.trim_start_matches('/') == c.name || c.id.starts_with(n.as_str()))
+        });
     }
     let truncate = !a.no_trunc;
     if a.quiet {
@@ -51,8 +57,10 @@ pub fn ps(cfg: &Config, a: PsArgs) -> CmdResult {
                 rows.push(header.split('\t').map(String::from).collect());
             }
             for c in &shown {
-                let fields: serde_json::Map<String, serde_json::Value> =
-                    format::ps_fields(c, truncate).into_iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+                let fields: serde_json::Map<String, serde_json::Value> = format::ps_fields(c, truncate)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.into()))
+                    .collect();
                 let line = format::render_template(&body, &serde_json::Value::Object(fields)).map_err(Failure::cli)?;
                 rows.push(line.split('\t').map(String::from).collect());
             }

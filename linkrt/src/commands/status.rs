@@ -6,10 +6,29 @@ use super::{CmdResult, Failure};
 pub fn status(cfg: &Config) -> CmdResult {
     println!("bpffs:      {}", cfg.bpffs.display());
     let ifs = bpf::attached_interfaces(cfg);
-    println!("attached:   {} interface(s){}{}", ifs.len(), if ifs.is_empty() { "" } else { ": " }, ifs.join(" "));
-    println!("icc:        {}", if linkrt::container::icc_enabled(cfg).map_err(Failure::cli)? { "on (all containers talk)" } else { "off (links only)" });
+    println!(
+        "attached:   {} interface(s){}{}",
+        ifs.len(),
+        if ifs.is_empty() { "" } else { ": " },
+        ifs.join(" ")
+    );
+    println!(
+        "icc:        {}",
+        if linkrt::container::icc_enabled(cfg).map_err(Failure::cli)? {
+            "on (all containers talk)"
+        } else {
+            "off (links only)"
+        }
+    );
     println!("maps:");
-    for name in [maps::PORTMAP, maps::CT, maps::POLICY, maps::POLICY_CT, maps::ENDPOINTS, maps::LOCAL_ADDRS] {
+    for name in [
+        maps::PORTMAP,
+        maps::CT,
+        maps::POLICY,
+        maps::POLICY_CT,
+        maps::ENDPOINTS,
+        maps::LOCAL_ADDRS,
+    ] {
         match bpf::map_len(cfg, name) {
             Ok(n) => println!("  {name:<22} {n} entries"),
             Err(_) => println!("  {name:<22} (not created yet)"),
