@@ -14,6 +14,8 @@ use std::{
     time::Instant,
 };
 
+use std::os::unix::process::CommandExt;
+
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
@@ -257,7 +259,8 @@ impl Env {
 
     fn flush_rules(&mut self) -> Result<()> {
         for mut p in self.proxies.drain(..) {
-            let _ = p.kill();
+            // SAFETY: signalling the process group we created for this proxy.
+            unsafe { libc::kill(-(p.id() as i32), libc::SIGKILL) };
             let _ = p.wait();
         }
         self.in_host(&["nft", "flush", "ruleset"]).map(|_| ())
@@ -281,12 +284,15 @@ impl Env {
             }
             Path_::Proxy => {
                 for proto in ["TCP", "UDP"] {
+                    // Its own process group: socat forks a child per peer, and all must go.
+                    // -T 5: a UDP "session" child ends after 5 s without traffic.
                     let child = Command::new("ip")
-                        .args(["netns", "exec", &self.host, "socat"])
+                        .args(["netns", "exec", &self.host, "socat", "-T", "5"])
                         .arg(format!("{proto}-LISTEN:{},fork,reuseaddr", p.port()))
                         .arg(format!("{proto}:{SRV_IP}:{SRV_PORT}"))
                         .stdout(Stdio::null())
                         .stderr(Stdio::null())
+                        .process_group(0)
                         .spawn()?;
                     self.proxies.push(child);
                 }

@@ -89,7 +89,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut smoke = (0, 0);
             if args.is_empty() {
                 println!("[test] benchmark smoke run (cargo xtask bench --quick, debug build)");
-                let out = std::env::temp_dir().join("linkrt-bench-smoke");
+                let out = root.join("target/bench-smoke");
                 let ok = bench_cmd(
                     &root.join("target/debug"),
                     true,
