@@ -199,3 +199,51 @@ fn pty_env_and_filesystem_isolation() {
     let o = h.linkrt(&["logs", &id]);
     assert_eq!((o.stdout.as_str(), o.stderr.as_str()), ("hello\n", "oops\n"));
 }
+
+#[test]
+fn run_ti_gives_an_interactive_shell_on_a_real_terminal() {
+    let h = Host::new();
+    h.ok(&["run", "-d", "--name", "datastore", "redis"]);
+    // A user at a terminal: `linkrt run -ti --link datastore:redis alpine sh`, driven through a pty.
+    let script = format!(
+        r#"
+import os, pty, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp("nsenter", ["nsenter", "--net={ns}", "{bin}", "run", "-ti", "--rm", "--link", "datastore:redis", "alpine", "sh"])
+time.sleep(0.5)
+os.write(fd, b"echo hello-$((6*7)); tty; ping -c 1 -W 2 redis >/dev/null && echo ping-ok; exit 3\n")
+out = b""
+while True:
+    try:
+        d = os.read(fd, 4096)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+_, st = os.waitpid(pid, 0)
+print(out.decode(errors="replace"))
+print("EXIT", os.waitstatus_to_exitcode(st))
+"#,
+        ns = h.ns.path().display(),
+        bin = linkrt_tests::linkrt_bin().display()
+    );
+    let mut c = std::process::Command::new("python3");
+    c.args(["-c", &script])
+        .env("LINKRT_ROOT", &h.t.cfg.root)
+        .env("LINKRT_RUN_ROOT", &h.t.cfg.run_root)
+        .env("LINKRT_BPFFS", &h.t.cfg.bpffs)
+        .env("LINKRT_CGROUP", h.t.cfg.cgroup.as_ref().unwrap());
+    let o = linkrt_tests::run_with_timeout(&mut c, std::time::Duration::from_secs(60));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("hello-42"), "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("ping-ok"), "{out}");
+    assert!(out.trim_end().ends_with("EXIT 3"), "{out}");
+    assert_eq!(
+        h.ok(&["ps", "-aq"]).lines().count(),
+        1,
+        "--rm removed the shell's container"
+    );
+}
