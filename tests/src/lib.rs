@@ -97,6 +97,11 @@ impl Drop for NetNs {
     }
 }
 
+/// Whether the named netns of the container with this ID exists (`ip netns` shows it).
+pub fn netns_exists(id: &str) -> bool {
+    Path::new("/run/netns").join(format!("linkrt-{}", &id[..12])).exists()
+}
+
 /// A private bpffs mounted on a fresh directory, unmounted and removed on drop.
 pub struct BpfFs {
     pub dir: PathBuf,
@@ -318,6 +323,19 @@ impl Host {
             ])
             .args(cmd);
         run_with_timeout(&mut c, std::time::Duration::from_secs(60))
+    }
+
+    /// A datapath counter as `linkrt status` shows it.
+    pub fn counter(&self, name: &str) -> u64 {
+        let st = self.ok(&["status"]);
+        st.lines()
+            .find_map(|l| l.trim().strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no counter {name} in:\n{st}"))
+    }
+
+    /// IP leases as stored (empty when none was ever made).
+    pub fn leases(&self) -> String {
+        fs::read_to_string(self.t.cfg.root.join("ipam.v1.json")).unwrap_or_default()
     }
 
     /// Interfaces in this host's namespace.

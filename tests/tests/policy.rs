@@ -77,12 +77,7 @@ fn only_linked_peers_reach_exposed_ports() {
         0
     );
     assert_ne!(h.linkrt(&["exec", "other", "ping", "-c", "1", "-W", "1", &s]).code, 0);
-    let st = h.ok(&["status"]);
-    assert!(
-        st.lines()
-            .any(|l| l.trim_start().starts_with("drop_policy") && !l.trim_end().ends_with(" 0")),
-        "{st}"
-    );
+    assert!(h.counter("drop_policy") > 0);
 }
 
 #[test]
@@ -129,12 +124,7 @@ fn spoofed_addresses_are_dropped() {
         0,
         "a forged MAC"
     );
-    let st = h.ok(&["status"]);
-    assert!(
-        st.lines()
-            .any(|l| l.trim_start().starts_with("drop_spoof") && !l.trim_end().ends_with(" 0")),
-        "{st}"
-    );
+    assert!(h.counter("drop_spoof") > 0);
 }
 
 #[test]

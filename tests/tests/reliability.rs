@@ -14,7 +14,7 @@ fn leftovers(h: &Host) -> Vec<String> {
             .filter(|l| l.contains("veth"))
             .map(|l| format!("veth: {l}")),
     );
-    let ipam = std::fs::read_to_string(h.t.cfg.root.join("ipam.v1.json")).unwrap_or_default();
+    let ipam = h.leases();
     if ipam.contains("172.17.") {
         v.push(format!("leases: {ipam}"));
     }
@@ -26,10 +26,6 @@ fn leftovers(h: &Host) -> Vec<String> {
         v.push(format!("portmap: {l}"));
     }
     v
-}
-
-fn netns_of(id: &str) -> bool {
-    std::path::Path::new(&format!("/run/netns/linkrt-{}", &id[..12])).exists()
 }
 
 #[test]
@@ -64,7 +60,7 @@ fn kill_9_at_every_step_leaves_state_the_next_command_repairs() {
         );
         h.ok(&["rm", "-f", &id]);
         assert!(leftovers(&h).is_empty(), "{fp}: {:?}", leftovers(&h));
-        assert!(!netns_of(&id));
+        assert!(!linkrt_tests::netns_exists(&id));
     }
     // A supervisor killed while recording the exit; an rm killed half-way.
     let id = h.ok(&["run", "-d", "--name", "victim", "alpine", "sleep", "600"]);

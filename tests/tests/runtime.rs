@@ -1,10 +1,6 @@
 //! The container runtime end to end: the real binary in a private host namespace.
 use linkrt_tests::{Host, eventually};
 
-fn leases(h: &Host) -> String {
-    std::fs::read_to_string(h.t.cfg.root.join("ipam.v1.json")).unwrap_or_default()
-}
-
 #[test]
 fn foreground_detached_exit_codes_and_lifecycle() {
     let h = Host::new();
@@ -35,17 +31,7 @@ fn foreground_detached_exit_codes_and_lifecycle() {
         ps.contains(&id[..12]) && ps.contains("\"sleep 300\"") && ps.contains("Up ") && ps.ends_with("sleeper"),
         "{ps}"
     );
-    let netns = format!("linkrt-{}", &id[..12]);
-    assert!(
-        String::from_utf8_lossy(
-            &std::process::Command::new("ip")
-                .args(["netns", "list"])
-                .output()
-                .unwrap()
-                .stdout
-        )
-        .contains(&netns)
-    );
+    assert!(linkrt_tests::netns_exists(&id));
 
     // rm without -f refuses a running container (Docker's text).
     let o = h.linkrt(&["rm", "sleeper"]);
@@ -58,7 +44,7 @@ fn foreground_detached_exit_codes_and_lifecycle() {
     assert_eq!(st, "exited 137 false");
     assert!(h.ok(&["ps", "-a"]).contains("Exited (137)"));
     assert!(!h.links().contains("veth"), "stop removes the veth: {}", h.links());
-    assert!(!leases(&h).contains(&id), "stop releases the IP");
+    assert!(!h.leases().contains(&id), "stop releases the IP");
 
     h.ok(&["start", "sleeper"]);
     assert_eq!(h.inspect("sleeper", "{{.State.Running}}"), "true");
@@ -67,16 +53,7 @@ fn foreground_detached_exit_codes_and_lifecycle() {
     h.ok(&["rm", "-f", "sleeper"]);
     assert_eq!(h.ok(&["ps", "-aq"]), "");
     assert!(!h.links().contains("veth"));
-    assert!(
-        !String::from_utf8_lossy(
-            &std::process::Command::new("ip")
-                .args(["netns", "list"])
-                .output()
-                .unwrap()
-                .stdout
-        )
-        .contains(&netns)
-    );
+    assert!(!linkrt_tests::netns_exists(&id));
 }
 
 #[test]
@@ -115,7 +92,7 @@ fn bad_input_leaves_nothing_behind() {
         "created 127"
     );
     assert!(!h.links().contains("veth"));
-    assert!(!leases(&h).contains('.'), "no lease left: {}", leases(&h));
+    assert!(!h.leases().contains('.'), "no lease left: {}", h.leases());
     let o = h.linkrt(&["run", "--rm", "alpine", "/nonexistent"]);
     assert_eq!(o.code, 127);
     h.ok(&["rm", "nocmd"]);
