@@ -26,11 +26,19 @@ pub const TOOLS: &[&str] = &[
     "curl",
     "procps",
     "util-linux",
-    "busybox",
+    // Static: it also serves as the whole root filesystem of `--rootfs` test images.
+    "busybox-static",
     "python3",
     "redis-server",
     "redis-tools",
-    // The benchmark's peers and charts.
+    // OCI runtimes: containers are started by runc (or crun where the host allows it).
+    "runc",
+    "crun",
+    // Image formats (umoci unpacks OCI layouts for the image tests) and the CNI reference plugins.
+    "umoci",
+    "containernetworking-plugins",
+    // The benchmark's peers and charts; docker.io only for /usr/sbin/docker-proxy (dockerd is never started).
+    "docker.io",
     "iptables",
     "nftables",
     "socat",
