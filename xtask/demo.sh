@@ -9,6 +9,8 @@ CLIENTNS=linkrt-democli-$TAG
 TMP=$(mktemp -d /tmp/linkrt-demo.XXXXXX)
 CG=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)/linkrt-demo-$TAG
 export LINKRT_ROOT=$TMP/lib LINKRT_RUN_ROOT=$TMP/run LINKRT_BPFFS=$TMP/bpf/linkrt LINKRT_CGROUP=$CG
+# The containers' own cgroups go under a parent private to this run, in every hierarchy.
+export LINKRT_CGROUP_PARENT=linkrt-demo-$TAG
 
 cleanup() {
   set +e
@@ -18,6 +20,9 @@ cleanup() {
   ip netns del "$CLIENTNS" 2>/dev/null
   ip netns del "$HOSTNS" 2>/dev/null
   rmdir "$CG" 2>/dev/null
+  for d in /sys/fs/cgroup/*/"$LINKRT_CGROUP_PARENT" /sys/fs/cgroup/"$LINKRT_CGROUP_PARENT"; do
+    [ -d "$d" ] && rmdir "$d"/* "$d" 2>/dev/null
+  done
   rm -rf "$TMP"
 }
 trap cleanup EXIT

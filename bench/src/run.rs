@@ -196,13 +196,19 @@ impl Env {
 
     fn linkrt_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.host))
-            .arg(&self.linkrt)
-            .args(args)
-            .env("LINKRT_ROOT", self.tmp.join("lib"))
+        c.arg(format!("--net=/run/netns/{}", self.host)).arg(&self.linkrt);
+        // Containers see only their image (and the host's /usr): the load generator is bound in.
+        if let Some((&"run", rest)) = args.split_first() {
+            let dir = self.in_container.parent().expect("has a parent").display().to_string();
+            c.arg("run").arg("-v").arg(format!("{dir}:{dir}:ro")).args(rest);
+        } else {
+            c.args(args);
+        }
+        c.env("LINKRT_ROOT", self.tmp.join("lib"))
             .env("LINKRT_RUN_ROOT", self.tmp.join("run"))
             .env("LINKRT_BPFFS", self.tmp.join("bpf/linkrt"))
-            .env("LINKRT_CGROUP", &self.cgroup);
+            .env("LINKRT_CGROUP", &self.cgroup)
+            .env("LINKRT_CGROUP_PARENT", self.cgroup.file_name().expect("named"));
         c
     }
 
@@ -330,6 +336,19 @@ impl Drop for Env {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         let _ = fs::remove_dir(&self.cgroup);
+        // The containers' cgroup parent, in every hierarchy (cgroup v1 controllers or v2).
+        if let Some(name) = self.cgroup.file_name()
+            && let Ok(rd) = fs::read_dir("/sys/fs/cgroup")
+        {
+            let mut dirs = vec![std::path::Path::new("/sys/fs/cgroup").join(name)];
+            dirs.extend(rd.flatten().map(|e| e.path().join(name)));
+            for d in dirs.iter().filter(|d| d.is_dir()) {
+                for e in fs::read_dir(d).into_iter().flatten().flatten() {
+                    let _ = fs::remove_dir(e.path());
+                }
+                let _ = fs::remove_dir(d);
+            }
+        }
         let _ = fs::remove_dir_all(&self.tmp);
         if let Some(d) = self.in_container.parent() {
             let _ = fs::remove_dir_all(d);

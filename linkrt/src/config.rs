@@ -12,6 +12,9 @@ pub struct Config {
     pub bpffs: PathBuf,
     /// cgroup v2 directory for the socket hooks (default: the cgroup2 root; `LINKRT_CGROUP`).
     pub cgroup: Option<PathBuf>,
+    /// The parent of the containers' cgroups, in every hierarchy (default `linkrt`;
+    /// `LINKRT_CGROUP_PARENT`).
+    pub cgroup_parent: String,
 }
 
 impl Default for Config {
@@ -21,6 +24,7 @@ impl Default for Config {
             run_root: PathBuf::from("/run/linkrt"),
             bpffs: PathBuf::from("/sys/fs/bpf/linkrt"),
             cgroup: None,
+            cgroup_parent: "linkrt".into(),
         }
     }
 }
@@ -35,6 +39,10 @@ impl Config {
             run_root: var("LINKRT_RUN_ROOT", d.run_root),
             bpffs: var("LINKRT_BPFFS", d.bpffs),
             cgroup: std::env::var_os("LINKRT_CGROUP").map(PathBuf::from),
+            cgroup_parent: std::env::var("LINKRT_CGROUP_PARENT")
+                .ok()
+                .filter(|p| !p.is_empty() && !p.contains("..") && !p.starts_with('/'))
+                .unwrap_or(d.cgroup_parent),
         }
     }
 

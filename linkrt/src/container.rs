@@ -18,9 +18,9 @@ use crate::{
     config::Config,
     error::{Error, Result},
     image::{self, Image},
-    init::{ImageFile, RootFs},
-    links, names, network,
+    links, names, network, oci,
     ports::{self, Mapping, PortKey},
+    process::{launch, sync::Report},
     state::{self, Container, Link, Lock, Spec, State, Status, Store},
 };
 
@@ -45,6 +45,17 @@ pub struct CreateOptions {
     pub auto_remove: bool,
     pub rootfs: Option<PathBuf>,
     pub workdir: Option<String>,
+    pub runtime: Option<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub security_opt: Vec<String>,
+    pub memory: Option<String>,
+    pub cpus: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub user: Option<String>,
+    pub read_only: bool,
+    pub volumes: Vec<String>,
 }
 
 /// Parses `--env-file` content (Docker's rules: `#` comments and blank lines skipped,
@@ -109,6 +120,24 @@ fn new_id() -> String {
 
 /// Validates everything and writes the container record (status `Created`).
 pub fn create(store: &Store, opts: &CreateOptions) -> Result<Container> {
+    // The client-side flags first, as Docker's CLI parses them before anything else.
+    let memory = opts.memory.as_deref().map(oci::options::parse_memory).transpose()?;
+    let nano_cpus = opts.cpus.as_deref().map(oci::options::parse_cpus).transpose()?;
+    let security = oci::options::SecurityOpts::parse(&opts.security_opt)?;
+    let volumes = opts
+        .volumes
+        .iter()
+        .map(|v| oci::options::Volume::parse(v))
+        .collect::<Result<Vec<_>>>()?;
+    oci::caps::validate(&opts.cap_add, &opts.cap_drop)?;
+    let runtime = oci::runtime::Runtime::select(&store.cfg, opts.runtime.as_deref())?;
+    if let Some(w) = &opts.workdir
+        && !w.starts_with('/')
+    {
+        return Err(Error::user(format!(
+            "the working directory '{w}' is invalid, it needs to be an absolute path"
+        )));
+    }
     let img: Image = image::find(&opts.image)?;
     img.check_requirements()?;
     if let Some(r) = &opts.rootfs
@@ -202,6 +231,17 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Container> {
             interactive: opts.interactive,
             auto_remove: opts.auto_remove,
             rootfs: opts.rootfs.clone(),
+            runtime: runtime.name,
+            cap_add: opts.cap_add.clone(),
+            cap_drop: opts.cap_drop.clone(),
+            privileged: opts.privileged,
+            security,
+            memory,
+            nano_cpus,
+            pids_limit: opts.pids_limit,
+            user: opts.user.clone().unwrap_or_default(),
+            read_only: opts.read_only,
+            volumes,
         },
         state: State::default(),
         restart_count: 0,
@@ -249,9 +289,7 @@ pub fn process_env(c: &Container, all: &[Container], tty: bool) -> Vec<String> {
         }
     }
     links::merge_env(&mut env, &c.spec.env);
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push("HOME=/root".into());
-    }
+    // HOME, when not set, comes from the user's passwd entry (see `oci::write_bundle`).
     env
 }
 
@@ -378,15 +416,9 @@ fn allocate_ports(cfg: &Config, c: &Container, all: &[Container]) -> Result<Vec<
     Ok(maps)
 }
 
-/// What [`prepare_start`] made, to hand to the supervisor or to undo.
-pub struct Prepared {
-    pub rootfs: RootFs,
-    pub env: Vec<String>,
-}
-
 /// Sets up the network, the files and the record of `c` for a start (caller holds the lock).
 /// On error everything made here is undone.
-pub fn prepare_start(store: &Store, c: &mut Container) -> Result<Prepared> {
+pub fn prepare_start(store: &Store, c: &mut Container) -> Result<()> {
     let all = store.all()?;
     for l in &c.spec.links {
         let src = all.iter().find(|s| s.id == l.source_id);
@@ -407,13 +439,16 @@ pub fn prepare_start(store: &Store, c: &mut Container) -> Result<Prepared> {
         }
     }
     let r = prepare_inner(store, c, &all);
-    if r.is_err() {
-        let _ = teardown_network(store, c);
+    if let Err(e) = &r {
+        // Undo whatever was made; the start's own error is what the user needs to see.
+        if let Err(t) = teardown_network(store, c).and_then(|()| oci::rootfs::unmount(&store.cfg, &c.id)) {
+            log::warn!("undoing the failed start of {} ({e}): {t}", c.short_id());
+        }
     }
     r
 }
 
-fn prepare_inner(store: &Store, c: &mut Container, all: &[Container]) -> Result<Prepared> {
+fn prepare_inner(store: &Store, c: &mut Container, all: &[Container]) -> Result<()> {
     let cfg = &store.cfg;
     let subnet = network::Subnet::from_env()?;
     network::ensure_bridge(&subnet)?;
@@ -452,71 +487,9 @@ fn prepare_inner(store: &Store, c: &mut Container, all: &[Container]) -> Result<
 
     store.save(c)?;
     sync_policy(store)?;
-    prepared_for(store, c)
-}
-
-/// The root filesystem and environment of a start of `c` (after [`prepare_start`]).
-pub fn prepared_for(store: &Store, c: &Container) -> Result<Prepared> {
-    let cfg = &store.cfg;
-    let all = store.all()?;
-    let dir = store.dir(&c.id);
     let img = image::find(&c.spec.image)?;
-    let ov = overlay_dir(cfg, &c.id)?;
-    let rootfs = RootFs {
-        hostname: c.spec.hostname.clone(),
-        netns: network::netns_path(c.short_id()),
-        lower: c.spec.rootfs.clone().unwrap_or_else(|| PathBuf::from("/")),
-        upper: ov.join("upper"),
-        work: ov.join("work"),
-        merged: ov.join("merged"),
-        etc_files: vec![
-            (dir.join("hosts"), "hosts"),
-            (dir.join("hostname"), "hostname"),
-            (dir.join("resolv.conf"), "resolv.conf"),
-        ],
-        image_files: img
-            .files
-            .iter()
-            .map(|f| {
-                let content = match (&f.source, &f.symlink) {
-                    (Some(s), _) => ImageFile::Content(image::file_content(s).unwrap_or("")),
-                    (None, Some(t)) => ImageFile::Symlink(t.clone()),
-                    (None, None) => ImageFile::Content(""),
-                };
-                (f.path.clone(), content)
-            })
-            .collect(),
-        dirs: img.dirs.clone(),
-    };
-    let env = process_env(c, &all, c.spec.tty);
-    Ok(Prepared { rootfs, env })
-}
-
-const TMPFS_MAGIC: i64 = 0x01021994;
-
-/// The container's overlay dirs, on a tmpfs (an upper layer may not live inside the host's
-/// `/`, the lower layer). They survive stop/start, not a reboot of the host.
-fn overlay_dir(cfg: &Config, id: &str) -> Result<PathBuf> {
-    let base = cfg.run_root.join("overlay");
-    state::create_private_dir(&base)?;
-    let on_tmpfs = nix::sys::statfs::statfs(&base)
-        .map(|s| s.filesystem_type().0 == TMPFS_MAGIC)
-        .unwrap_or(false);
-    if !on_tmpfs {
-        nix::mount::mount(
-            Some("tmpfs"),
-            &base,
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some("mode=0700"),
-        )
-        .map_err(|e| Error::io("mounting tmpfs on", &base, e.into()))?;
-    }
-    let d = base.join(id);
-    for sub in ["upper", "work", "merged"] {
-        state::create_private_dir(&d.join(sub))?;
-    }
-    Ok(d)
+    let root = oci::rootfs::prepare(cfg, &c.id, &img, c.spec.rootfs.as_deref(), &c.spec.workdir)?;
+    oci::write_bundle(cfg, store, c, process_env(c, all, c.spec.tty), &root)
 }
 
 /// After the source `c` got a (new) IP: rewrite the /etc/hosts of every running recipient.
@@ -626,6 +599,54 @@ pub fn sync_policy(store: &Store) -> Result<()> {
     bpf::sync_policy(&store.cfg, &st)
 }
 
+/// How a start is attached to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// `-d`: the supervisor runs in the background; output goes to the log files only.
+    Detached,
+    /// Foreground: output goes to our stdout/stderr too, our stdin to the container with -i.
+    Foreground,
+}
+
+/// Starts `c` (the caller holds `lock`, released once the container runs). Detached: returns
+/// once PID 1 runs. Foreground: returns the container's exit code after it exits.
+pub fn start(cfg: &Config, store: &Store, c: &mut Container, attach: Attach, lock: Lock) -> Result<i32> {
+    prepare_start(store, c)?;
+    let l = match launch::spawn_supervisor(cfg, &c.id, attach == Attach::Foreground) {
+        Ok(l) => l,
+        Err(e) => {
+            mark_start_failed(store, c, 125, &e.to_string())?;
+            return Err(e);
+        }
+    };
+    let (code, msg) = match l.report {
+        Some(Report::Started { pid }) => {
+            state::failpoint("start-spawned");
+            mark_running(store, c, pid, l.supervisor)?;
+            drop(lock);
+            let Some(sock) = l.attach else { return Ok(0) };
+            return match launch::attach_client(sock, c.spec.tty, c.spec.interactive)? {
+                Some(code) => Ok(code),
+                // The supervisor ended without a word: what it recorded is the answer.
+                None => Ok(match store.load(&c.id) {
+                    Ok(r) if r.state.status == Status::Exited => r.state.exit_code,
+                    _ => 125,
+                }),
+            };
+        }
+        Some(Report::Failed { code, msg }) => (code, msg),
+        None => (
+            125,
+            format!(
+                "the supervisor exited before starting the container (see {})",
+                crate::process::supervisor::supervisor_log(store, &c.id).display()
+            ),
+        ),
+    };
+    mark_start_failed(store, c, code, &msg)?;
+    Err(Error::Start { code, msg })
+}
+
 /// Records a start: running, with its PIDs.
 pub fn mark_running(store: &Store, c: &mut Container, pid: i32, supervisor: i32) -> Result<()> {
     c.state.status = Status::Running;
@@ -643,7 +664,7 @@ pub fn mark_running(store: &Store, c: &mut Container, pid: i32, supervisor: i32)
 /// Undoes a failed start: network removed, status `Created` with the exit code and error.
 /// Removes the container when it was run with `--rm`.
 pub fn mark_start_failed(store: &Store, c: &mut Container, code: i32, msg: &str) -> Result<()> {
-    let r = teardown_network(store, c);
+    let r = teardown_network(store, c).and(teardown_process(&store.cfg, c));
     c.state = State {
         exit_code: code,
         error: msg.to_string(),
@@ -658,15 +679,16 @@ pub fn mark_start_failed(store: &Store, c: &mut Container, code: i32, msg: &str)
 }
 
 /// Records the exit of the container's PID 1 and tears its network down (takes the lock).
-pub fn finish(cfg: &Config, id: &str, exit_code: i32) -> Result<()> {
+pub fn finish(cfg: &Config, id: &str, exit_code: i32, oom_killed: bool) -> Result<()> {
     let _lock = Lock::acquire(cfg)?;
     let store = Store::new(cfg);
-    let _ = fs::remove_file(state::pids_path(cfg, id));
+    remove_if_exists(&state::pids_path(cfg, id))?;
     let Ok(mut c) = store.load(id) else { return Ok(()) };
-    let r = teardown_network(&store, &c);
+    let r = teardown_network(&store, &c).and(oci::rootfs::unmount(cfg, id));
     state::failpoint("finish");
     c.state.status = Status::Exited;
     c.state.exit_code = exit_code;
+    c.state.oom_killed = oom_killed;
     c.state.pid = 0;
     c.state.supervisor_pid = 0;
     c.state.finished_at = Some(state::now_rfc3339());
@@ -683,11 +705,43 @@ pub fn finish(cfg: &Config, id: &str, exit_code: i32) -> Result<()> {
     r
 }
 
-/// Deletes the container's files: overlay layers and its state directory.
+fn remove_if_exists(p: &Path) -> Result<()> {
+    match fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("removing", p, e)),
+    }
+}
+
+/// Removes what the OCI runtime holds of `c` (its process, record and cgroup) and unmounts its
+/// root. Idempotent.
+pub fn teardown_process(cfg: &Config, c: &Container) -> Result<()> {
+    let mut errs = Vec::new();
+    match oci::runtime::Runtime::for_container(cfg, &c.spec.runtime) {
+        Ok(rt) => {
+            if let Err(e) = rt.delete(&c.id, true) {
+                errs.push(e);
+            }
+        }
+        Err(e) => errs.push(e),
+    }
+    oci::cgroup::remove(
+        &oci::cgroup::Layout::detect(),
+        &oci::cgroup::container_path(&cfg.cgroup_parent, &c.id),
+    );
+    if let Err(e) = oci::rootfs::unmount(cfg, &c.id) {
+        errs.push(e);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Multiple(errs))
+    }
+}
+
+/// Deletes the container's files: its root's layers and its state directory.
 fn remove_files(store: &Store, c: &Container) -> Result<()> {
-    let ov = store.cfg.run_root.join("overlay").join(&c.id);
-    let _ = nix::mount::umount2(&ov.join("merged"), nix::mount::MntFlags::MNT_DETACH);
-    let _ = fs::remove_dir_all(&ov);
+    oci::rootfs::remove(&store.cfg, &c.id)?;
     state::failpoint("rm");
     store.remove_dir(&c.id)
 }
@@ -712,8 +766,15 @@ pub fn pid_alive(pid: i32) -> bool {
 pub fn reconcile(store: &Store) -> Result<()> {
     for id in store.leftovers() {
         if let Ok(c) = placeholder(&id) {
-            let _ = teardown_network(store, &c);
-            let _ = remove_files(store, &c);
+            for r in [
+                teardown_process(&store.cfg, &c),
+                teardown_network(store, &c),
+                remove_files(store, &c),
+            ] {
+                if let Err(e) = r {
+                    log::warn!("removing the half-made container {id}: {e}");
+                }
+            }
         }
     }
     let all = store.all()?;
@@ -737,6 +798,9 @@ pub fn reconcile(store: &Store) -> Result<()> {
                 );
             }
             let mut c = c.clone();
+            if let Err(e) = teardown_process(&store.cfg, &c) {
+                log::warn!("repairing {}: {e}", c.short_id());
+            }
             let _ = teardown_network(store, &c);
             c.state = State {
                 status: Status::Exited,
@@ -754,6 +818,9 @@ pub fn reconcile(store: &Store) -> Result<()> {
             // An interrupted start: remove what it made and forget it, so that no later repair
             // touches resources (ports, addresses) another container may have taken since.
             let mut c = c.clone();
+            if let Err(e) = teardown_process(&store.cfg, &c) {
+                log::warn!("repairing {}: {e}", c.short_id());
+            }
             let _ = teardown_network(store, &c);
             c.state.ip = None;
             c.state.mac = None;

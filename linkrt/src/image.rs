@@ -62,6 +62,18 @@ pub struct Image {
     pub files: Vec<File>,
     #[serde(default)]
     pub dirs: Vec<String>,
+    /// Entries of the host's `/etc` the image's programs need, copied into its generated
+    /// `/etc` (besides [`crate::oci::rootfs::BASE_ETC`]).
+    #[serde(default)]
+    pub etc: Vec<String>,
+    /// Extra `/etc/passwd` and `/etc/group` lines (the image's own users).
+    #[serde(default)]
+    pub passwd: Vec<String>,
+    #[serde(default)]
+    pub group: Vec<String>,
+    /// The definition's text (what its generated layer is keyed by).
+    #[serde(skip)]
+    pub source: String,
 }
 
 fn root_dir() -> String {
@@ -71,7 +83,27 @@ fn root_dir() -> String {
 impl Image {
     /// Parses and validates an image definition.
     pub fn parse(text: &str) -> Result<Image> {
-        let img: Image = toml::from_str(text).map_err(|e| Error::user(format!("invalid image definition: {e}")))?;
+        let mut img: Image = toml::from_str(text).map_err(|e| Error::user(format!("invalid image definition: {e}")))?;
+        img.source = text.to_string();
+        for e in &img.etc {
+            let p = std::path::Path::new(e);
+            let bad = e.is_empty()
+                || p.is_absolute()
+                || p.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+                || crate::oci::rootfs::FORBIDDEN_ETC.iter().any(|f| p.starts_with(f));
+            if bad {
+                return Err(Error::user(format!(
+                    "invalid image definition: etc entry {e:?} (a relative path under /etc that is neither secret nor generated)"
+                )));
+            }
+        }
+        for l in img.passwd.iter().chain(&img.group) {
+            if l.contains('\n') || l.split(':').count() < 4 {
+                return Err(Error::user(format!(
+                    "invalid image definition: passwd/group line {l:?}"
+                )));
+            }
+        }
         if img.name.is_empty() || img.cmd.is_empty() {
             return Err(Error::user("invalid image definition: name and cmd must not be empty"));
         }
@@ -181,5 +213,10 @@ mod tests {
         assert!(Image::parse("name = 'x'\ncmd = ['a']\nexpose = ['abc']").is_err());
         assert!(Image::parse("name = 'x'\ncmd = ['a']\nfiles = [{ path = 'rel' , source = 'webapp.py'}]").is_err());
         assert!(Image::parse("name = 'x'\ncmd = ['a']\nbogus = 1").is_err());
+        for secret in ["shadow", "ssh/ssh_host_rsa_key", "../root", "/etc/x", "ssl/private"] {
+            let def = format!("name = 'x'\ncmd = ['a']\netc = ['{secret}']");
+            assert!(Image::parse(&def).is_err(), "{secret} must not be copied");
+        }
+        assert!(Image::parse("name = 'x'\ncmd = ['a']\netc = ['python3.11']").is_ok());
     }
 }

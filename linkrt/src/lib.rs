@@ -8,13 +8,13 @@ pub mod error;
 pub mod exec;
 pub mod format;
 pub mod image;
-pub mod init;
 pub mod links;
 pub mod names;
 pub mod network;
+pub mod oci;
 pub mod ports;
+pub mod process;
 pub mod state;
-pub mod supervise;
 
 pub use config::Config;
 pub use error::{Error, Result};

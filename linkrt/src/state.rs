@@ -88,6 +88,33 @@ pub fn create_private_dir(d: &Path) -> Result<()> {
         })
 }
 
+/// Reads a regular file of at most `limit` bytes (a device, a FIFO or a larger file is refused
+/// instead of read forever).
+pub fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if md.len() > limit {
+        return Err(std::io::Error::other(format!(
+            "file too large (more than {limit} bytes)"
+        )));
+    }
+    let mut v = Vec::new();
+    f.take(limit + 1).read_to_end(&mut v)?;
+    if v.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "file too large (more than {limit} bytes)"
+        )));
+    }
+    Ok(v)
+}
+
 /// Writes `data` to `path` atomically (temp file, fsync, rename).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -140,8 +167,34 @@ pub struct Spec {
     pub tty: bool,
     pub interactive: bool,
     pub auto_remove: bool,
-    /// A rootfs directory given with --rootfs instead of the host's filesystem.
+    /// A rootfs directory given with --rootfs instead of the image's generated root.
     pub rootfs: Option<PathBuf>,
+    /// The OCI runtime that runs the container (`runc`, `crun`), chosen at create.
+    #[serde(default)]
+    pub runtime: String,
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub security: crate::oci::options::SecurityOpts,
+    /// `--memory` in bytes.
+    #[serde(default)]
+    pub memory: Option<i64>,
+    /// `--cpus` in billionths of a CPU.
+    #[serde(default)]
+    pub nano_cpus: Option<i64>,
+    #[serde(default)]
+    pub pids_limit: Option<i64>,
+    /// `-u USER[:GROUP]` (empty: root).
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub volumes: Vec<crate::oci::options::Volume>,
 }
 
 /// Runtime state; reset when the container stops.
@@ -161,6 +214,9 @@ pub struct State {
     pub error: String,
     /// Last known IP of each link source (source ID → IP), for this container's /etc/hosts.
     pub link_ips: BTreeMap<String, String>,
+    /// The kernel's OOM killer acted in the container's memory cgroup before it exited.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

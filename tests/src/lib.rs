@@ -155,12 +155,36 @@ impl Drop for TempDir {
     }
 }
 
-/// A linkrt configuration private to one test: its own state dirs and bpffs.
+/// A linkrt configuration private to one test: its own state dirs, bpffs, socket-hook
+/// cgroup and parent of the containers' cgroups.
 pub struct TestConfig {
     pub cfg: linkrt::Config,
     _state: TempDir,
     _bpffs: BpfFs,
     _cgroup: CgroupDir,
+    _parent: CgroupParent,
+}
+
+/// The parent of one test instance's container cgroups (in every hierarchy), removed on drop.
+pub struct CgroupParent {
+    pub name: String,
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        let layout = linkrt::oci::cgroup::Layout::detect();
+        for d in layout.dirs(std::path::Path::new(&self.name)) {
+            // Children first (containers the runtime did not remove, the probe's).
+            if let Ok(rd) = fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        let _ = fs::remove_dir(e.path());
+                    }
+                }
+            }
+            let _ = fs::remove_dir(&d);
+        }
+    }
 }
 
 /// A private cgroup v2 directory (for the socket hooks), removed on drop.
@@ -199,17 +223,22 @@ impl TestConfig {
         let state = TempDir::new("linkrt-state");
         let bpffs = BpfFs::new();
         let cgroup = CgroupDir::new();
+        let parent = CgroupParent {
+            name: format!("linkrt-test-{}", rand_suffix(8)),
+        };
         let cfg = linkrt::Config {
             root: state.path.join("lib"),
             run_root: state.path.join("run"),
             bpffs: bpffs.dir.join("linkrt"),
             cgroup: Some(cgroup.path.clone()),
+            cgroup_parent: parent.name.clone(),
         };
         TestConfig {
             cfg,
             _state: state,
             _bpffs: bpffs,
             _cgroup: cgroup,
+            _parent: parent,
         }
     }
 }
@@ -290,6 +319,7 @@ impl Host {
             .env("LINKRT_RUN_ROOT", &self.t.cfg.run_root)
             .env("LINKRT_BPFFS", &self.t.cfg.bpffs)
             .env("LINKRT_CGROUP", self.t.cfg.cgroup.as_ref().unwrap())
+            .env("LINKRT_CGROUP_PARENT", &self.t.cfg.cgroup_parent)
             .stdin(std::process::Stdio::null());
         c
     }

@@ -83,7 +83,19 @@ fn only_linked_peers_reach_exposed_ports() {
 #[test]
 fn spoofed_addresses_are_dropped() {
     let h = Host::new();
-    h.ok(&["run", "-d", "--name", "evil", "alpine", "sleep", "600"]);
+    // NET_ADMIN lets the container change its own addresses (Docker's --cap-add): the datapath
+    // must still drop what it forges.
+    h.ok(&[
+        "run",
+        "-d",
+        "--cap-add",
+        "NET_ADMIN",
+        "--name",
+        "evil",
+        "alpine",
+        "sleep",
+        "600",
+    ]);
     assert_eq!(
         h.linkrt(&["exec", "evil", "ping", "-c", "1", "-W", "2", "172.17.0.1"])
             .code,

@@ -8,6 +8,7 @@ pub fn exec(cfg: &Config, a: ExecArgs) -> CmdResult {
         cmd: a.cmd,
         env: a.env,
         workdir: a.workdir,
+        user: a.user,
         interactive: a.interactive,
         tty: a.tty,
         detach: a.detach,

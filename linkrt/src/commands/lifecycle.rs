@@ -1,7 +1,7 @@
 use linkrt::{
-    Config, container,
+    Config,
+    container::{self, Attach},
     state::{Lock, Status, Store},
-    supervise::{self, Attach},
 };
 
 use super::{CmdResult, Failure};
@@ -15,7 +15,7 @@ fn start_one(cfg: &Config, what: &str, attach: Attach) -> Result<i32, Failure> {
     if c.state.status == Status::Running {
         return Ok(0);
     }
-    Ok(supervise::start(cfg, &store, &mut c, attach, lock)?)
+    Ok(container::start(cfg, &store, &mut c, attach, lock)?)
 }
 
 pub fn start(cfg: &Config, a: StartArgs) -> CmdResult {
@@ -53,7 +53,7 @@ pub fn stop(cfg: &Config, a: StopArgs, restart: bool) -> CmdResult {
                 let lock = Lock::acquire(cfg)?;
                 let mut c = store.find(what)?;
                 c.restart_count += 1;
-                supervise::start(cfg, &store, &mut c, Attach::Detached, lock).map(|_| ())
+                container::start(cfg, &store, &mut c, Attach::Detached, lock).map(|_| ())
             } else {
                 Ok(())
             }

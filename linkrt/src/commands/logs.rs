@@ -7,7 +7,6 @@ use std::{
 use linkrt::{
     Config,
     state::{Status, Store},
-    supervise,
 };
 
 use super::{CmdResult, Failure};
@@ -16,7 +15,7 @@ use crate::cli::LogsArgs;
 pub fn logs(cfg: &Config, a: LogsArgs) -> CmdResult {
     let store = Store::new(cfg);
     let c = store.find(&a.container).map_err(Failure::cli)?;
-    let (out_p, err_p) = supervise::log_paths(&store, &c.id);
+    let (out_p, err_p) = linkrt::process::supervisor::log_paths(&store, &c.id);
     let mut out = File::open(&out_p).ok();
     let mut err = File::open(&err_p).ok();
     let mut pos = [0u64; 2];

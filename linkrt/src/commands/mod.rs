@@ -57,6 +57,6 @@ pub fn dispatch(cmd: Command, cfg: &Config) -> CmdResult {
         Command::Image { .. } | Command::Images => image::ls(),
         Command::Status => status::status(cfg),
         Command::Monitor(a) => monitor::monitor(cfg, a),
-        Command::Supervise { id } => Ok(linkrt::supervise::supervise_main(cfg, &id)),
+        Command::Supervise { id } => Ok(linkrt::process::supervisor::supervise_main(cfg, &id)),
     }
 }

@@ -1,7 +1,7 @@
 use linkrt::{
-    Config, container,
+    Config,
+    container::{self, Attach},
     state::{Lock, Store},
-    supervise::{self, Attach},
 };
 
 use super::CmdResult;
@@ -25,6 +25,17 @@ pub fn run(cfg: &Config, a: RunArgs, start: bool) -> CmdResult {
         auto_remove: a.rm,
         rootfs: a.rootfs,
         workdir: a.workdir,
+        runtime: a.runtime,
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        privileged: a.privileged,
+        security_opt: a.security_opt,
+        memory: a.memory,
+        cpus: a.cpus,
+        pids_limit: a.pids_limit,
+        user: a.user,
+        read_only: a.read_only,
+        volumes: a.volume,
     };
     let store = Store::new(cfg);
     let lock = Lock::acquire(cfg)?;
@@ -35,7 +46,7 @@ pub fn run(cfg: &Config, a: RunArgs, start: bool) -> CmdResult {
         return Ok(0);
     }
     let attach = if a.detach { Attach::Detached } else { Attach::Foreground };
-    let code = supervise::start(cfg, &store, &mut c, attach, lock)?;
+    let code = container::start(cfg, &store, &mut c, attach, lock)?;
     if a.detach {
         println!("{}", c.id);
     }
