@@ -225,7 +225,7 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
             "Running": running,
             "Paused": false,
             "Restarting": false,
-            "OOMKilled": false,
+            "OOMKilled": c.state.oom_killed,
             "Dead": false,
             "Pid": c.state.pid,
             "ExitCode": c.state.exit_code,
@@ -238,6 +238,8 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
         "HostnamePath": dir.join("hostname"),
         "HostsPath": dir.join("hosts"),
         "LogPath": dir.join("stdout.log"),
+        // Not Docker's: where the supervisor records its own failures.
+        "SupervisorLogPath": dir.join("supervisor.log"),
         "Name": format!("/{}", c.name),
         "RestartCount": c.restart_count,
         "Driver": "overlay2",
@@ -247,11 +249,33 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
             "PublishAllPorts": c.spec.publish_all,
             "AutoRemove": c.spec.auto_remove,
             "Links": if links.is_empty() { Value::Null } else { json!(links) },
+            "Runtime": c.spec.runtime,
+            "Privileged": c.spec.privileged,
+            "CapAdd": if c.spec.cap_add.is_empty() { Value::Null } else { json!(c.spec.cap_add) },
+            "CapDrop": if c.spec.cap_drop.is_empty() { Value::Null } else { json!(c.spec.cap_drop) },
+            "SecurityOpt": security_opts(&c.spec.security),
+            "ReadonlyRootfs": c.spec.read_only,
+            "Binds": if c.spec.volumes.is_empty() {
+                Value::Null
+            } else {
+                json!(c.spec.volumes.iter().map(|v| format!(
+                    "{}:{}{}",
+                    v.source.display(),
+                    v.destination,
+                    if v.read_only { ":ro" } else { "" }
+                )).collect::<Vec<_>>())
+            },
+            "Memory": c.spec.memory.unwrap_or(0),
+            "NanoCpus": c.spec.nano_cpus.unwrap_or(0),
+            "PidsLimit": c.spec.pids_limit,
+            "CgroupnsMode": "private",
+            "MaskedPaths": if c.spec.privileged { Value::Null } else { json!(crate::oci::spec::masked_paths()) },
+            "ReadonlyPaths": if c.spec.privileged { Value::Null } else { json!(crate::oci::spec::READONLY_PATHS) },
         },
         "Config": {
             "Hostname": c.spec.hostname,
             "Domainname": "",
-            "User": "",
+            "User": c.spec.user,
             "AttachStdin": c.spec.interactive,
             "Tty": c.spec.tty,
             "OpenStdin": c.spec.interactive,
@@ -282,6 +306,19 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
             }
         }
     })
+}
+
+fn security_opts(s: &crate::oci::options::SecurityOpts) -> Value {
+    let mut v = Vec::new();
+    if s.seccomp_unconfined {
+        v.push("seccomp=unconfined".to_string());
+    } else if s.seccomp_profile.is_some() {
+        v.push("seccomp=<profile>".to_string());
+    }
+    if s.no_new_privileges {
+        v.push("no-new-privileges".to_string());
+    }
+    if v.is_empty() { Value::Null } else { json!(v) }
 }
 
 /// Docker's JSON layout: 4-space indentation.

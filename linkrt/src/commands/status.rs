@@ -20,6 +20,21 @@ pub fn status(cfg: &Config) -> CmdResult {
             "off (links only)"
         }
     );
+    let default = std::env::var("LINKRT_RUNTIME").ok();
+    let mut chosen = default.is_some();
+    for (name, r) in linkrt::oci::runtime::Runtime::survey(cfg) {
+        let what = match r {
+            Ok(linkrt::oci::runtime::Usable::Yes) if !chosen || default.as_deref() == Some(&name) => {
+                chosen = true;
+                "usable (default)".to_string()
+            }
+            Ok(linkrt::oci::runtime::Usable::Yes) => "usable".to_string(),
+            Ok(linkrt::oci::runtime::Usable::No(why)) => format!("cannot run containers here: {why}"),
+            Err(e) => e,
+        };
+        println!("runtime:    {name}: {what}");
+    }
+    println!("cgroups:    {}", linkrt::oci::cgroup::Layout::detect().describe());
     println!("maps:");
     for name in [
         maps::PORTMAP,

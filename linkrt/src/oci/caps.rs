@@ -68,13 +68,27 @@ const ALL_BY_NUMBER: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// The capabilities this kernel supports (all of [`ALL_BY_NUMBER`] up to `cap_last_cap`).
-pub fn supported() -> &'static [&'static str] {
+/// The capabilities this kernel supports (up to `cap_last_cap`) and this environment can give
+/// (in linkrt's own bounding set), as Docker's `GetAllCapabilities`.
+pub fn supported() -> Vec<&'static str> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
         .unwrap_or(ALL_BY_NUMBER.len() - 1);
-    &ALL_BY_NUMBER[..=last.min(ALL_BY_NUMBER.len() - 1)]
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_BY_NUMBER
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i <= last && bounding & (1 << i) != 0)
+        .map(|(_, c)| *c)
+        .collect()
 }
 
 /// `NAME`/`cap_name`/`ALL` → `CAP_NAME`/`ALL`, refusing unknown names in Docker's words.
@@ -110,7 +124,7 @@ pub fn validate(add: &[String], drop: &[String]) -> Result<()> {
 
 /// The container's capability set: Docker's `TweakCapabilities`.
 pub fn effective(add: &[String], drop: &[String], privileged: bool) -> Result<BTreeSet<String>> {
-    let all = || supported().iter().map(|s| s.to_string());
+    let all = || supported().into_iter().map(|s| s.to_string());
     if privileged {
         return Ok(all().collect());
     }

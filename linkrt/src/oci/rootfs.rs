@@ -351,6 +351,11 @@ pub fn prepare(cfg: &Config, id: &str, img: &Image, user_rootfs: Option<&Path>, 
     for sub in ["upper", "work", "merged", "usr-upper", "usr-work"] {
         crate::state::create_private_dir(&d.join(sub))?;
     }
+    // The upper layers are the roots of `/` and `/usr` as the container sees them: 0755, like
+    // any root (their host parent stays root-only).
+    for sub in ["upper", "usr-upper"] {
+        std::fs::set_permissions(d.join(sub), std::fs::Permissions::from_mode(0o755)).map_err(io("chmod", &d))?;
+    }
     let (lower, usr, host_dirs) = match user_rootfs {
         Some(r) => (r.to_path_buf(), None, Vec::new()),
         None => {

@@ -105,6 +105,20 @@ impl Runtime {
         )))
     }
 
+    /// Every runtime linkrt knows, and whether it can run containers on this host (for
+    /// `linkrt status`): the default is the first usable one.
+    pub fn survey(cfg: &Config) -> Vec<(String, std::result::Result<Usable, String>)> {
+        RUNTIMES
+            .iter()
+            .map(|name| {
+                let r = Runtime::named(cfg, name)
+                    .and_then(|rt| rt.probe(cfg))
+                    .map_err(|e| e.to_string());
+                (name.to_string(), r)
+            })
+            .collect()
+    }
+
     /// The runtime a container was created with.
     pub fn for_container(cfg: &Config, name: &str) -> Result<Runtime> {
         Runtime::named(cfg, if name.is_empty() { "runc" } else { name })
