@@ -451,26 +451,34 @@ pub fn prepare_start(store: &Store, c: &mut Container) -> Result<()> {
 fn prepare_inner(store: &Store, c: &mut Container, all: &[Container]) -> Result<()> {
     let cfg = &store.cfg;
     let subnet = network::Subnet::from_env()?;
-    network::ensure_bridge(&subnet)?;
+    let net = network::system();
+    net.ensure_bridge(&subnet)?;
     c.state.ports = allocate_ports(cfg, c, all)?;
-    let ip: Ipv4Addr = network::allocate_ip(cfg, &subnet, &c.id)?;
+    let ip: Ipv4Addr = network::ipam::allocate_ip(cfg, &subnet, &c.id)?;
     // Write-ahead: the record names what is about to exist, so that a command killed from
     // here on leaves state that `reconcile` can tear down.
     c.state.ip = Some(ip.to_string());
-    c.state.mac = Some(network::mac_for(ip));
+    c.state.mac = Some(network::mac_string(network::mac_for(ip)));
     c.state.veth = Some(network::veth_name(c.short_id()));
     store.save(c)?;
-    let ep = network::setup_endpoint(c.short_id(), ip, &subnet)?;
+    let veth = network::veth_name(c.short_id());
+    net.create_endpoint(&network::EndpointSpec {
+        netns: network::netns_name(c.short_id()),
+        veth: veth.clone(),
+        ip,
+        mac: network::mac_for(ip),
+        subnet,
+    })?;
     let mut dp = bpf::Datapath::load(cfg)?;
-    dp.attach(&ep.veth, bpf::Role::Container)?;
-    for up in network::uplinks()? {
+    dp.attach(&veth, bpf::Role::Container)?;
+    for up in net.uplinks()? {
         dp.attach(&up, bpf::Role::Uplink)?;
     }
-    bpf::set_local_addrs(cfg, &network::local_addrs()?)?;
+    bpf::set_local_addrs(cfg, &net.local_addrs()?)?;
     if let Some(cg) = cfg.cgroup_dir() {
         dp.attach_cgroup(&cg)?;
     }
-    bpf::publish(cfg, &c.state.ports, &ep.ip.to_string())?;
+    bpf::publish(cfg, &c.state.ports, &ip.to_string())?;
     state::failpoint("start-network");
 
     for l in &c.spec.links {
@@ -523,10 +531,10 @@ pub fn teardown_network(store: &Store, c: &Container) -> Result<()> {
     if let Err(e) = bpf::detach(&store.cfg, &veth) {
         errs.push(e);
     }
-    if let Err(e) = network::teardown_endpoint(c.short_id()) {
+    if let Err(e) = network::system().delete_endpoint(&network::netns_name(c.short_id()), &veth) {
         errs.push(e);
     }
-    if let Err(e) = network::release_ip(&store.cfg, &c.id) {
+    if let Err(e) = network::ipam::release_ip(&store.cfg, &c.id) {
         errs.push(e);
     }
     if errs.is_empty() {
