@@ -58,6 +58,8 @@ pub enum Command {
     Status,
     /// Stream datapath events: drops with their reason, new NAT flows
     Monitor(MonitorArgs),
+    /// Show or change this instance's settings (Docker's daemon flags), e.g. --icc
+    Config(ConfigArgs),
     #[command(name = "__supervise", hide = true)]
     Supervise { id: String },
 }
@@ -143,6 +145,9 @@ pub struct RunArgs {
     /// Bind mount a volume
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
+    /// Log driver options (json-file: max-size, max-file)
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cmd: Vec<String>,
@@ -249,6 +254,14 @@ pub struct ExecArgs {
     pub container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub cmd: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Inter-container communication (Docker's --icc): true lets every container reach every
+    /// other; false (the default) allows links only
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    pub icc: Option<bool>,
 }
 
 #[derive(Args, Debug)]

@@ -36,6 +36,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Sys(String),
+    /// A state file that cannot be trusted (truncated, torn, edited).
+    #[error("unreadable state {}: {why}", path.display())]
+    Corrupt { path: PathBuf, why: String },
     /// A user error reported with Docker's exact text (exit code 125 unless stated).
     #[error("{0}")]
     User(String),

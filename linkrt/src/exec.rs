@@ -17,11 +17,10 @@ use nix::{
 
 use crate::{
     config::Config,
-    container,
     error::{Error, Result},
-    links, oci,
+    lifecycle, links, oci,
     process::console,
-    state::{Lock, Status, Store},
+    state::{Status, Store},
 };
 
 pub struct ExecOptions {
@@ -42,18 +41,16 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 pub fn exec(cfg: &Config, what: &str, o: &ExecOptions) -> Result<i32> {
     let store = Store::new(cfg);
     let (c, process) = {
-        let _lock = Lock::acquire(cfg)?;
-        container::reconcile(&store)?;
-        let c = store.find(what)?;
+        let snap = lifecycle::read_snapshot(cfg)?;
+        let c = snap.find(what)?.clone();
         if c.state.status != Status::Running {
             return Err(Error::user(format!("container {} is not running", c.id)));
         }
-        let all = store.all()?;
         // Link variables are recomputed from the sources' current state (Docker does too).
-        let mut env = container::process_env(&c, &all, o.tty);
+        let mut env = lifecycle::process_env(&c, &snap.containers, o.tty);
         let mut extra = Vec::new();
         for e in &o.env {
-            extra.extend(container::parse_env_opt(e)?);
+            extra.extend(lifecycle::parse_env_opt(e)?);
         }
         links::merge_env(&mut env, &extra);
         let cwd = o.workdir.clone().unwrap_or(c.spec.workdir.clone());

@@ -5,9 +5,8 @@ use gtmpl::{Context, Template, Value as TValue};
 use serde_json::{Value, json};
 
 use crate::{
-    container,
     error::{Error, Result},
-    ports,
+    lifecycle, ports,
     state::{self, Container, Status},
 };
 
@@ -73,6 +72,7 @@ pub fn status_text(c: &Container) -> String {
             human_duration(ago(&c.state.finished_at))
         ),
         Status::Created => "Created".into(),
+        Status::Dead => format!("Dead ({})", c.state.error),
     }
 }
 
@@ -203,7 +203,7 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
             );
         }
     }
-    let ip = c.state.ip.clone().unwrap_or_default();
+    let ip = c.state.ip.map(|i| i.to_string()).unwrap_or_default();
     let subnet_prefix = crate::network::Subnet::from_env().map(|s| s.prefix).unwrap_or(16);
     let gw = if running {
         crate::network::Subnet::from_env()
@@ -212,21 +212,21 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
     } else {
         String::new()
     };
-    let mac = c.state.mac.clone().unwrap_or_default();
+    let mac = c.state.mac.map(|m| m.to_string()).unwrap_or_default();
     let prefix = if running { subnet_prefix } else { 0 };
-    let links = container::link_strings(c, all);
+    let links = lifecycle::link_strings(c, all);
     json!({
         "Id": c.id,
         "Created": c.created,
-        "Path": c.spec.cmd[0],
-        "Args": c.spec.cmd[1..],
+        "Path": c.spec.cmd.first().cloned().unwrap_or_default(),
+        "Args": c.spec.cmd.get(1..).unwrap_or(&[]),
         "State": {
-            "Status": format!("{:?}", c.state.status).to_lowercase(),
+            "Status": c.state.status.as_str(),
             "Running": running,
             "Paused": false,
             "Restarting": false,
             "OOMKilled": c.state.oom_killed,
-            "Dead": false,
+            "Dead": c.state.status == Status::Dead,
             "Pid": c.state.pid,
             "ExitCode": c.state.exit_code,
             "Error": c.state.error,

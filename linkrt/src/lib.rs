@@ -3,11 +3,11 @@
 //! The library returns data and never prints; the `linkrt` binary formats it.
 pub mod bpf;
 pub mod config;
-pub mod container;
 pub mod error;
 pub mod exec;
 pub mod format;
 pub mod image;
+pub mod lifecycle;
 pub mod links;
 pub mod names;
 pub mod network;

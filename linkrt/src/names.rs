@@ -356,13 +356,40 @@ pub fn validate(name: &str) -> Result<String> {
         && b[1..]
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(n.to_string())
-    } else {
-        Err(Error::user(format!(
+    if !ok {
+        return Err(Error::user(format!(
             "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        )))
+        )));
     }
+    // Docker sets no limit of its own, but a name goes into every recipient's /etc/hosts and
+    // into file names: 255 bytes, a file name's limit, is where linkrt stops.
+    if n.len() > MAX_NAME {
+        return Err(Error::user(format!(
+            "Invalid container name ({}...), the name is {} characters long; at most {MAX_NAME} are allowed",
+            &n[..32],
+            n.len()
+        )));
+    }
+    Ok(n.to_string())
+}
+
+/// The longest container name linkrt accepts.
+pub const MAX_NAME: usize = 255;
+
+/// `--hostname`: RFC 1123 labels (letters, digits, inner hyphens, at most 63 each, separated
+/// by dots), at most 64 bytes (the kernel's limit for a UTS name), in Docker's words.
+pub fn validate_hostname(h: &str) -> Result<()> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if h.is_empty() || h.len() > 64 || !h.split('.').all(label_ok) {
+        return Err(Error::user(format!("invalid hostname format: {}", h.escape_debug())));
+    }
+    Ok(())
 }
 
 /// A random `adjective_surname` not in `taken`; after a collision, a digit is appended as Docker does.
@@ -383,6 +410,40 @@ pub fn generate(taken: impl Fn(&str) -> bool) -> String {
         }
     }
     unreachable!("more than 1000 name collisions")
+}
+
+#[cfg(test)]
+mod hostname_tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_follow_rfc_1123() {
+        for ok in ["db", "web-1", "foobar.example.com", "a", "0abc", &"x".repeat(63)] {
+            assert!(validate_hostname(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a..b",
+            "a_b",
+            "evil\n6.6.6.6 injected",
+            "a b",
+            &"x".repeat(65),
+            "ä",
+        ] {
+            let e = validate_hostname(bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid hostname format: "), "{bad}: {e}");
+            assert!(!e.contains('\n'), "no line break reaches the message: {e}");
+        }
+        assert!(validate(&"a".repeat(255)).is_ok());
+        assert!(
+            validate(&"a".repeat(70_000))
+                .unwrap_err()
+                .to_string()
+                .contains("at most 255")
+        );
+    }
 }
 
 #[cfg(test)]

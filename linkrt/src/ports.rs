@@ -89,6 +89,70 @@ impl Mapping {
     }
 }
 
+/// Mappings stored as ranges (consecutive container and host ports, same protocol and host
+/// address): a 10,000-port range is one entry on disk, not 10,000.
+pub mod ranges {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Mapping, PortKey, Proto};
+
+    #[derive(Serialize, Deserialize)]
+    struct Range {
+        proto: Proto,
+        container_port: u16,
+        host_ip: String,
+        host_port: u16,
+        count: u32,
+    }
+
+    pub fn serialize<S: Serializer>(v: &[Mapping], s: S) -> Result<S::Ok, S::Error> {
+        let mut out: Vec<Range> = Vec::new();
+        for m in v {
+            if let Some(r) = out.last_mut()
+                && r.proto == m.container.proto
+                && r.host_ip == m.host_ip
+                && u32::from(r.container_port) + r.count == u32::from(m.container.port)
+                && u32::from(r.host_port) + r.count == u32::from(m.host_port)
+            {
+                r.count += 1;
+                continue;
+            }
+            out.push(Range {
+                proto: m.container.proto,
+                container_port: m.container.port,
+                host_ip: m.host_ip.clone(),
+                host_port: m.host_port,
+                count: 1,
+            });
+        }
+        out.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Mapping>, D::Error> {
+        let rs = Vec::<Range>::deserialize(d)?;
+        let mut v = Vec::new();
+        for r in rs {
+            if r.count == 0
+                || u32::from(r.container_port) + r.count - 1 > 65535
+                || u32::from(r.host_port) + r.count - 1 > 65535
+            {
+                return Err(serde::de::Error::custom("port range out of bounds"));
+            }
+            for i in 0..r.count {
+                v.push(Mapping {
+                    container: PortKey {
+                        port: r.container_port + i as u16,
+                        proto: r.proto,
+                    },
+                    host_ip: r.host_ip.clone(),
+                    host_port: r.host_port + i as u16,
+                });
+            }
+        }
+        Ok(v)
+    }
+}
+
 /// go-connections `ParsePortRange`: `N` or `N-M`, each a u16, M ≥ N.
 fn parse_range(s: &str) -> Option<(u16, u16)> {
     if s.is_empty() {
@@ -439,7 +503,7 @@ pub fn allocate(
     in_use: &[Mapping],
     last: &mut std::collections::BTreeMap<String, u16>,
     range: (u16, u16),
-    host_free: &dyn Fn(&str, u16, Proto) -> bool,
+    host_free: &dyn Fn(&str, u16, Proto) -> std::result::Result<(), String>,
 ) -> Result<Vec<Mapping>> {
     let mut used = InUse::default();
     for m in in_use {
@@ -466,10 +530,10 @@ pub fn allocate(
                     "Bind for {shown} failed: port is already allocated"
                 )));
             }
-            if !host_free(&ip, p, proto) {
+            if let Err(why) = host_free(&ip, p, proto) {
+                // Docker 28's words (its port allocator's bind error).
                 return Err(Error::user(format!(
-                    "failed to bind host port for {shown}:{}/{}: address already in use",
-                    b.container.port,
+                    "failed to bind host port {shown}/{}: {why}",
                     proto.as_str()
                 )));
             }
@@ -489,7 +553,7 @@ pub fn allocate(
             };
             let found = (0..n)
                 .map(|i| lo + (((start - lo) as u32 + i) % n) as u16)
-                .find(|&p| !busy(p, &used) && host_free(&ip, p, proto));
+                .find(|&p| !busy(p, &used) && host_free(&ip, p, proto).is_ok());
             match found {
                 Some(p) => {
                     if b.host_start == 0 {
@@ -517,6 +581,41 @@ pub fn allocate(
 }
 
 #[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct W {
+        #[serde(with = "ranges")]
+        m: Vec<Mapping>,
+    }
+
+    #[test]
+    fn mappings_are_stored_as_ranges() {
+        let m = |c: u16, h: u16, p: Proto, ip: &str| Mapping {
+            container: PortKey { port: c, proto: p },
+            host_ip: ip.into(),
+            host_port: h,
+        };
+        let mut v: Vec<Mapping> = (0..10_000)
+            .map(|i| m(5000 + i, 20000 + i, Proto::Tcp, "0.0.0.0"))
+            .collect();
+        v.push(m(53, 5353, Proto::Udp, "0.0.0.0"));
+        v.push(m(80, 8080, Proto::Tcp, "127.0.0.1"));
+        let w = W { m: v };
+        let json = serde_json::to_string(&w).unwrap();
+        assert!(json.len() < 400, "{json}");
+        assert_eq!(serde_json::from_str::<W>(&json).unwrap(), w);
+        assert!(
+            serde_json::from_str::<W>(
+                r#"{"m":[{"proto":"tcp","container_port":65535,"host_ip":"0.0.0.0","host_port":1,"count":2}]}"#
+            )
+            .is_err()
+        );
+    }
+}
+
+#[cfg(test)]
 mod alloc_tests {
     use super::*;
 
@@ -530,7 +629,11 @@ mod alloc_tests {
             in_use,
             last,
             (32768, 60999),
-            &|_, p, _| p != 9999,
+            &|ip, p, _| match (ip, p) {
+                (_, 9999) => Err("address already in use".into()),
+                ("10.9.9.9", _) => Err("cannot assign requested address".into()),
+                _ => Ok(()),
+            },
         )
     }
 
@@ -554,11 +657,13 @@ mod alloc_tests {
         assert!(alloc("127.0.0.2:7000:80", &l, &mut last).is_ok());
         assert!(alloc("7000:80/udp", &l, &mut last).is_ok());
         assert!(alloc("7000:80", &l, &mut last).is_err());
-        assert!(
-            alloc("9999:80", &[], &mut last)
-                .unwrap_err()
-                .to_string()
-                .contains("address already in use")
+        assert_eq!(
+            alloc("9999:80", &[], &mut last).unwrap_err().to_string(),
+            "failed to bind host port 0.0.0.0:9999/tcp: address already in use"
+        );
+        assert_eq!(
+            alloc("10.9.9.9:8080:80/udp", &[], &mut last).unwrap_err().to_string(),
+            "failed to bind host port 10.9.9.9:8080/udp: cannot assign requested address"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! Property tests of every parser of user input: no panic on any input, Docker's error texts,
 //! and valid inputs accepted with their values intact.
-use linkrt::{container, format, image::Image, links, names, ports};
+use linkrt::{format, image::Image, lifecycle::env as container, links, names, ports};
 use proptest::prelude::*;
 
 const PORT_ERRORS: [&str; 6] = [

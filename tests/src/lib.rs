@@ -365,7 +365,10 @@ impl Host {
 
     /// IP leases as stored (empty when none was ever made).
     pub fn leases(&self) -> String {
-        fs::read_to_string(self.t.cfg.root.join("ipam.v1.json")).unwrap_or_default()
+        // Addresses are held in the state's index (container ID → IP, among other things).
+        linkrt::state::index::Index::load(&self.t.cfg)
+            .map(|i| i.addresses().map(|(ip, id)| format!("{ip} {id}\n")).collect::<String>())
+            .unwrap_or_default()
     }
 
     /// Interfaces in this host's namespace.

@@ -131,7 +131,7 @@ fn host_files_and_other_containers_stay_invisible() {
     must_be_refused(&h, &["-v", "/root:/root:ro"], &["lists", "/root", &entry]);
     // Another container's record (with its -e SECRET) in linkrt's state, and its environment.
     let state = h.t.cfg.root.display().to_string();
-    let record = format!("{state}/containers/{other}/config.v1.json");
+    let record = format!("{state}/containers/{other}/record");
     assert!(std::fs::read_to_string(&record).unwrap().contains(&secret));
     must_be_refused(
         &h,
@@ -509,7 +509,8 @@ fn resources_users_capabilities_and_mounts() {
 #[test]
 fn bad_isolation_input_fails_in_dockers_words_and_leaves_nothing() {
     let h = Host::new();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["--runtime", "kata"],
             vec![],

@@ -142,7 +142,7 @@ fn conflicts_and_host_processes_are_refused_and_leave_nothing() {
     assert_eq!(o.code, 125);
     assert!(
         o.stderr
-            .contains("failed to bind host port for 0.0.0.0:7777:5000/tcp: address already in use"),
+            .contains("failed to bind host port 0.0.0.0:7777/tcp: address already in use"),
         "{o:?}"
     );
     let o = h.linkrt(&["run", "-d", "-p", "3868:3869/sctp", "alpine", "true"]);

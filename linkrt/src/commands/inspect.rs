@@ -5,7 +5,7 @@ use crate::cli::InspectArgs;
 
 pub fn inspect(cfg: &Config, a: InspectArgs) -> CmdResult {
     let store = Store::new(cfg);
-    let all = store.all().map_err(Failure::cli)?;
+    let all = linkrt::lifecycle::read_snapshot(cfg).map_err(Failure::cli)?.containers;
     let mut docs = Vec::new();
     let mut missing = Vec::new();
     for what in &a.containers {

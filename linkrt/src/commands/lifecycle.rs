@@ -1,7 +1,7 @@
 use linkrt::{
     Config,
-    container::{self, Attach},
-    state::{Lock, Status, Store},
+    lifecycle::{self, Attach},
+    state::{Lock, Store},
 };
 
 use super::{CmdResult, Failure};
@@ -10,12 +10,9 @@ use crate::cli::{RmArgs, StartArgs, StopArgs};
 fn start_one(cfg: &Config, what: &str, attach: Attach) -> Result<i32, Failure> {
     let store = Store::new(cfg);
     let lock = Lock::acquire(cfg)?;
-    container::reconcile(&store)?;
-    let mut c = store.find(what)?;
-    if c.state.status == Status::Running {
-        return Ok(0);
-    }
-    Ok(container::start(cfg, &store, &mut c, attach, lock)?)
+    let mut snap = lifecycle::reconcile(&store, &lock)?;
+    let mut c = snap.find(what)?.clone();
+    Ok(lifecycle::start(&store, lock, &mut snap, &mut c, attach)?)
 }
 
 pub fn start(cfg: &Config, a: StartArgs) -> CmdResult {
@@ -47,13 +44,14 @@ pub fn start(cfg: &Config, a: StartArgs) -> CmdResult {
 pub fn stop(cfg: &Config, a: StopArgs, restart: bool) -> CmdResult {
     let mut failed = false;
     for what in &a.containers {
-        let r = container::stop(cfg, what, a.time).and_then(|_| {
+        let r = lifecycle::stop(cfg, what, a.time).and_then(|_| {
             if restart {
                 let store = Store::new(cfg);
                 let lock = Lock::acquire(cfg)?;
-                let mut c = store.find(what)?;
+                let mut snap = lifecycle::reconcile(&store, &lock)?;
+                let mut c = snap.find(what)?.clone();
                 c.restart_count += 1;
-                container::start(cfg, &store, &mut c, Attach::Detached, lock).map(|_| ())
+                lifecycle::start(&store, lock, &mut snap, &mut c, Attach::Detached).map(|_| ())
             } else {
                 Ok(())
             }
@@ -72,7 +70,7 @@ pub fn stop(cfg: &Config, a: StopArgs, restart: bool) -> CmdResult {
 pub fn rm(cfg: &Config, a: RmArgs) -> CmdResult {
     let mut failed = false;
     for what in &a.containers {
-        match container::remove(cfg, what, a.force) {
+        match lifecycle::remove(cfg, what, a.force) {
             Ok(()) => println!("{what}"),
             Err(e) => {
                 eprintln!("Error response from daemon: {e}");

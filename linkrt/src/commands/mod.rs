@@ -1,4 +1,5 @@
 //! One short adapter per verb: arguments → library call → output.
+mod config;
 mod exec;
 mod image;
 mod inspect;
@@ -57,6 +58,7 @@ pub fn dispatch(cmd: Command, cfg: &Config) -> CmdResult {
         Command::Image { .. } | Command::Images => image::ls(),
         Command::Status => status::status(cfg),
         Command::Monitor(a) => monitor::monitor(cfg, a),
+        Command::Config(a) => config::config(cfg, a),
         Command::Supervise { id } => Ok(linkrt::process::supervisor::supervise_main(cfg, &id)),
     }
 }

@@ -1,14 +1,11 @@
-use linkrt::{
-    Config, ports,
-    state::{Status, Store},
-};
+use linkrt::{Config, ports, state::Status};
 
 use super::{CmdResult, Failure};
 use crate::cli::PortArgs;
 
 pub fn port(cfg: &Config, a: PortArgs) -> CmdResult {
-    let store = Store::new(cfg);
-    let c = store.find(&a.container).map_err(Failure::cli)?;
+    let snap = linkrt::lifecycle::read_snapshot(cfg).map_err(Failure::cli)?;
+    let c = snap.find(&a.container).map_err(Failure::cli)?;
     let maps = if c.state.status == Status::Running {
         c.state.ports.clone()
     } else {

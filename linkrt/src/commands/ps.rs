@@ -1,18 +1,10 @@
-use linkrt::{
-    Config, container, format,
-    state::{Lock, Status, Store},
-};
+use linkrt::{Config, format, lifecycle, state::Status};
 
 use super::{CmdResult, Failure};
 use crate::cli::PsArgs;
 
 pub fn ps(cfg: &Config, a: PsArgs) -> CmdResult {
-    let store = Store::new(cfg);
-    let mut all = {
-        let _lock = Lock::acquire(cfg)?;
-        container::reconcile(&store)?;
-        store.all()?
-    };
+    let mut all = lifecycle::read_snapshot(cfg)?.containers;
     all.reverse(); // newest first
     let mut shown: Vec<_> = if a.latest || a.last.is_some() {
         all.into_iter()

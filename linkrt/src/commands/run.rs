@@ -1,6 +1,6 @@
 use linkrt::{
     Config,
-    container::{self, Attach},
+    lifecycle::{self, Attach},
     state::{Lock, Store},
 };
 
@@ -9,7 +9,7 @@ use crate::cli::RunArgs;
 
 /// `run` (create + start) and `create`.
 pub fn run(cfg: &Config, a: RunArgs, start: bool) -> CmdResult {
-    let opts = container::CreateOptions {
+    let opts = lifecycle::CreateOptions {
         name: a.name,
         image: a.image,
         cmd: a.cmd,
@@ -36,17 +36,18 @@ pub fn run(cfg: &Config, a: RunArgs, start: bool) -> CmdResult {
         user: a.user,
         read_only: a.read_only,
         volumes: a.volume,
+        log_opts: a.log_opt,
     };
     let store = Store::new(cfg);
     let lock = Lock::acquire(cfg)?;
-    container::reconcile(&store)?;
-    let mut c = container::create(&store, &opts)?;
+    let mut snap = lifecycle::reconcile(&store, &lock)?;
+    let mut c = lifecycle::create(&store, &lock, &mut snap, &opts)?;
     if !start {
         println!("{}", c.id);
         return Ok(0);
     }
     let attach = if a.detach { Attach::Detached } else { Attach::Foreground };
-    let code = container::start(cfg, &store, &mut c, attach, lock)?;
+    let code = lifecycle::start(&store, lock, &mut snap, &mut c, attach)?;
     if a.detach {
         println!("{}", c.id);
     }

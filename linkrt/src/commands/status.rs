@@ -14,7 +14,7 @@ pub fn status(cfg: &Config) -> CmdResult {
     );
     println!(
         "icc:        {}",
-        if linkrt::container::icc_enabled(cfg).map_err(Failure::cli)? {
+        if linkrt::lifecycle::policy::icc_enabled(cfg).map_err(Failure::cli)? {
             "on (all containers talk)"
         } else {
             "off (links only)"

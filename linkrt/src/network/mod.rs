@@ -2,7 +2,6 @@
 //! network namespace and veth, the host's uplinks and addresses, behind the [`Network`] trait
 //! (a real implementation and an in-memory fake for unit tests), plus the subnet and the names
 //! linkrt gives things.
-pub mod ipam;
 mod iproute;
 
 use std::{

@@ -6,13 +6,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Docker's `units.RAMInBytes`: `32m`, `1.5g`, `512MiB`, `100000` (binary units).
+/// Docker's `units.RAMInBytes` for `--memory`: `32m`, `1.5g`, `512MiB`, `100000` (binary
+/// units), at least 6 MiB.
 pub fn parse_memory(s: &str) -> Result<i64> {
-    let bad = || {
+    let bytes = parse_size(s).map_err(|BadSize| {
         Error::user(format!(
             "invalid argument \"{s}\" for \"-m, --memory\" flag: invalid size: '{s}'"
         ))
-    };
+    })?;
+    if bytes > 0 && bytes < 6 * 1024 * 1024 {
+        return Err(Error::user("Minimum memory limit allowed is 6MB"));
+    }
+    Ok(bytes)
+}
+
+/// Not a size.
+#[derive(Debug)]
+pub struct BadSize;
+
+/// `units.RAMInBytes`: a size with an optional binary unit.
+pub fn parse_size(s: &str) -> std::result::Result<i64, BadSize> {
     let t = s.trim_end_matches(['b', 'B']);
     let t = t.strip_suffix(['i', 'I']).unwrap_or(t);
     let (num, mult) = match t.char_indices().last() {
@@ -23,25 +36,21 @@ pub fn parse_memory(s: &str) -> Result<i64> {
                 'g' => 1 << 30,
                 't' => 1 << 40,
                 'p' => 1 << 50,
-                _ => return Err(bad()),
+                _ => return Err(BadSize),
             };
             (t[..i].trim_end_matches(' '), m)
         }
         _ => (t, 1),
     };
     if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit() || c == '.') || num.starts_with('.') {
-        return Err(bad());
+        return Err(BadSize);
     }
-    let v: f64 = num.parse().map_err(|_| bad())?;
+    let v: f64 = num.parse().map_err(|_| BadSize)?;
     let bytes = v * mult as f64;
     if !bytes.is_finite() || bytes > i64::MAX as f64 {
-        return Err(bad());
+        return Err(BadSize);
     }
-    let bytes = bytes as i64;
-    if bytes > 0 && bytes < 6 * 1024 * 1024 {
-        return Err(Error::user("Minimum memory limit allowed is 6MB"));
-    }
-    Ok(bytes)
+    Ok(bytes as i64)
 }
 
 /// `--cpus 1.5` → nano CPUs, with Docker's texts and range.

@@ -36,8 +36,8 @@ use tokio::{
 use super::{attach::Frame, console, sync::Report};
 use crate::{
     config::Config,
-    container,
     error::{Error, Result},
+    lifecycle,
     oci::{cgroup, runtime::Runtime},
     state::{self, Store},
 };
@@ -233,7 +233,7 @@ fn supervise(cfg: &Config, store: &Store, id: &str, report: &mut File, attach: O
     if let Err(e) = rt.delete(id, true) {
         log::error!("{e}");
     }
-    if let Err(e) = container::finish(cfg, id, code, oom) {
+    if let Err(e) = lifecycle::finish(cfg, id, code, oom) {
         log::error!("recording the exit of {id} (code {code}): {e}");
     }
     if let Some(mut a) = attach {

@@ -1,0 +1,220 @@
+//! `create`: every option validated in Docker's words, then one record written (status
+//! `Created`). Nothing is made before validation ends.
+use std::path::PathBuf;
+
+use rand::RngCore;
+
+use super::env::{parse_env_file, parse_env_opt};
+use crate::{
+    error::{Error, Result},
+    image::{self, Image},
+    links, names, oci,
+    ports::{self, PortKey},
+    state::{self, Container, Link, Lock, LogOpts, Snapshot, Spec, State, Status, Store},
+};
+
+/// Everything `linkrt run`/`create` accepts.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    pub name: Option<String>,
+    pub image: String,
+    pub cmd: Vec<String>,
+    /// `-e`/`--env` values as given.
+    pub env: Vec<String>,
+    pub env_files: Vec<PathBuf>,
+    pub expose: Vec<String>,
+    pub publish: Vec<String>,
+    pub publish_all: bool,
+    pub links: Vec<String>,
+    pub hostname: Option<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub auto_remove: bool,
+    pub rootfs: Option<PathBuf>,
+    pub workdir: Option<String>,
+    pub runtime: Option<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub security_opt: Vec<String>,
+    pub memory: Option<String>,
+    pub cpus: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub user: Option<String>,
+    pub read_only: bool,
+    pub volumes: Vec<String>,
+    pub log_opts: Vec<String>,
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `--log-opt max-size=10m --log-opt max-file=3` (Docker's json-file options).
+pub fn parse_log_opts(opts: &[String]) -> Result<LogOpts> {
+    let mut l = LogOpts::default();
+    for o in opts {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| Error::user(format!("invalid log opt format: {o}")))?;
+        match k {
+            "max-size" => {
+                let n = oci::options::parse_size(v).map_err(|_| Error::user(format!("invalid max-size: {v}")))?;
+                if n <= 0 {
+                    return Err(Error::user(format!("max-size must be a positive number: {v}")));
+                }
+                l.max_size = n as u64;
+            }
+            "max-file" => {
+                l.max_file = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| Error::user("max-file cannot be less than 1"))?;
+            }
+            _ => return Err(Error::user(format!("unknown log opt '{k}' for json-file log driver"))),
+        }
+    }
+    Ok(l)
+}
+
+/// Validates everything and writes the container record (status `Created`).
+pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOptions) -> Result<Container> {
+    // The client-side flags first, as Docker's CLI parses them before anything else.
+    let memory = opts.memory.as_deref().map(oci::options::parse_memory).transpose()?;
+    let nano_cpus = opts.cpus.as_deref().map(oci::options::parse_cpus).transpose()?;
+    let log = parse_log_opts(&opts.log_opts)?;
+    let security = oci::options::SecurityOpts::parse(&opts.security_opt)?;
+    let volumes = opts
+        .volumes
+        .iter()
+        .map(|v| oci::options::Volume::parse(v))
+        .collect::<Result<Vec<_>>>()?;
+    oci::caps::validate(&opts.cap_add, &opts.cap_drop)?;
+    if let Some(h) = &opts.hostname {
+        names::validate_hostname(h)?;
+    }
+    if let Some(w) = &opts.workdir
+        && !w.starts_with('/')
+    {
+        return Err(Error::user(format!(
+            "the working directory '{w}' is invalid, it needs to be an absolute path"
+        )));
+    }
+    let img: Image = image::find(&opts.image)?;
+    img.check_requirements()?;
+    if let Some(r) = &opts.rootfs
+        && !r.is_dir()
+    {
+        return Err(Error::user(format!(
+            "invalid --rootfs {}: not a directory",
+            r.display()
+        )));
+    }
+    let runtime = oci::runtime::Runtime::select(&store.cfg, opts.runtime.as_deref())?;
+    let all = &snap.containers;
+    let name = match &opts.name {
+        Some(n) => {
+            let n = names::validate(n)?;
+            if let Some(c) = all.iter().find(|c| c.name == n) {
+                return Err(Error::user(format!(
+                    "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    c.id
+                )));
+            }
+            n
+        }
+        None => names::generate(|n| all.iter().any(|c| c.name == n)),
+    };
+    // Environment: image ENV, then --env-file, then -e (Docker's order), last one wins.
+    let mut env = img.env.clone();
+    let mut user_env = Vec::new();
+    for f in &opts.env_files {
+        user_env.extend(parse_env_file(f)?);
+    }
+    for e in &opts.env {
+        user_env.extend(parse_env_opt(e)?);
+    }
+    links::merge_env(&mut env, &user_env);
+
+    let mut exposed: Vec<PortKey> = img.exposed()?;
+    for e in &opts.expose {
+        exposed.extend(ports::parse_expose(e)?);
+    }
+    let mut bindings = Vec::new();
+    for p in &opts.publish {
+        bindings.extend(ports::parse_publish(p)?);
+    }
+    exposed.extend(bindings.iter().map(|b| b.container));
+    exposed.sort();
+    exposed.dedup();
+
+    let mut link_list: Vec<Link> = Vec::new();
+    for l in &opts.links {
+        let (src, alias) = links::parse_link(l)?;
+        let source = state::find_in(all, &src)
+            .map_err(|_| Error::user(format!("could not get container for {src}: No such container: {src}")))?;
+        if source.state.status != Status::Running {
+            return Err(Error::user(format!(
+                "Cannot link to a non running container: /{} AS /{name}/{alias}",
+                source.name
+            )));
+        }
+        link_list.retain(|x| x.alias != alias);
+        link_list.push(Link {
+            source_id: source.id.clone(),
+            alias,
+        });
+    }
+
+    let id = new_id();
+    let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let mut cmd = if opts.cmd.is_empty() {
+        img.cmd.clone()
+    } else {
+        opts.cmd.clone()
+    };
+    if cmd.is_empty() {
+        cmd = vec!["/bin/sh".into()];
+    }
+    let c = Container {
+        id,
+        name,
+        created: state::now_rfc3339(),
+        spec: Spec {
+            image: opts.image.clone(),
+            cmd,
+            workdir: opts.workdir.clone().unwrap_or(img.workdir.clone()),
+            env,
+            exposed,
+            port_bindings: bindings,
+            publish_all: opts.publish_all,
+            links: link_list,
+            hostname,
+            tty: opts.tty,
+            interactive: opts.interactive,
+            auto_remove: opts.auto_remove,
+            rootfs: opts.rootfs.clone(),
+            runtime: runtime.name,
+            cap_add: opts.cap_add.clone(),
+            cap_drop: opts.cap_drop.clone(),
+            privileged: opts.privileged,
+            security,
+            memory,
+            nano_cpus,
+            pids_limit: opts.pids_limit,
+            user: opts.user.clone().unwrap_or_default(),
+            read_only: opts.read_only,
+            volumes,
+            log,
+        },
+        state: State::default(),
+        restart_count: 0,
+    };
+    store.save(lock, &c)?;
+    snap.containers.push(c.clone());
+    state::failpoint("create");
+    Ok(c)
+}

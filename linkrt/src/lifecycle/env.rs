@@ -1,0 +1,148 @@
+//! A container's environment: `--env-file` and `-e` (Docker's rules and limits), and the
+//! environment of its processes, with link variables from the sources' current state.
+use std::path::Path;
+
+use crate::{
+    error::{Error, Result},
+    links,
+    state::Container,
+};
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's limit for one line of an env file (bufio.Scanner's 64 KiB token).
+const MAX_LINE: usize = 64 * 1024;
+/// linkrt's limit for a whole env file.
+const MAX_FILE: u64 = 16 << 20;
+
+/// Parses `--env-file` content (Docker's rules: `#` comments and blank lines skipped,
+/// `KEY` alone is taken from our environment, no whitespace in keys). Devices, FIFOs and
+/// oversized files or lines are refused instead of read forever.
+pub fn parse_env_file(path: &Path) -> Result<Vec<String>> {
+    let text = crate::state::read_limited(path, MAX_FILE).map_err(|e| {
+        Error::user(format!(
+            "open {}: {}",
+            path.display(),
+            e.to_string().split(" (os error").next().unwrap_or("").to_lowercase()
+        ))
+    })?;
+    let text = String::from_utf8(text)
+        .map_err(|_| Error::user(format!("env file {} contains invalid utf8 bytes", path.display())))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.len() > MAX_LINE {
+            return Err(Error::user(format!(
+                "poorly formatted environment: line {} of {} is longer than {MAX_LINE} bytes (bufio.Scanner: token too long)",
+                n + 1,
+                path.display()
+            )));
+        }
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, val) = match line.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (line, None),
+        };
+        if key.is_empty() {
+            return Err(Error::user(format!("no variable name on line '{line}'")));
+        }
+        if key.contains(char::is_whitespace) {
+            return Err(Error::user(format!(
+                "poorly formatted environment: variable '{}' contains whitespaces (line {})",
+                key.trim_end(),
+                n + 1
+            )));
+        }
+        match val {
+            Some(v) => out.push(format!("{key}={v}")),
+            None => {
+                if let Ok(v) = std::env::var(key) {
+                    out.push(format!("{key}={v}"));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses `-e` values: `KEY=VALUE`, or `KEY` taken from our environment (dropped if unset).
+pub fn parse_env_opt(raw: &str) -> Result<Option<String>> {
+    match raw.split_once('=') {
+        Some(("", _)) => Err(Error::user(format!("invalid environment variable: {raw}"))),
+        Some(_) => Ok(Some(raw.to_string())),
+        None if raw.is_empty() => Err(Error::user("invalid environment variable: ")),
+        None => Ok(std::env::var(raw).ok().map(|v| format!("{raw}={v}"))),
+    }
+}
+
+/// `HostConfig.Links` entries: `/db:/web/db`.
+pub fn link_strings(c: &Container, all: &[Container]) -> Vec<String> {
+    c.spec
+        .links
+        .iter()
+        .filter_map(|l| {
+            all.iter()
+                .find(|s| s.id == l.source_id)
+                .map(|s| format!("/{}:/{}/{}", s.name, c.name, l.alias))
+        })
+        .collect()
+}
+
+/// The environment of a process in `c` (PID 1 or `exec`), with link variables computed from
+/// the sources' current state, in Docker's order. HOME, when not set, comes from the user's
+/// passwd entry (`oci::write_bundle`).
+pub fn process_env(c: &Container, all: &[Container], tty: bool) -> Vec<String> {
+    let mut env = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={}", c.spec.hostname)];
+    if tty {
+        env.push("TERM=xterm".into());
+    }
+    for l in &c.spec.links {
+        if let Some(src) = all.iter().find(|s| s.id == l.source_id) {
+            let ip = src
+                .state
+                .ip
+                .or_else(|| c.state.link_ips.get(&src.id).copied())
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            env.extend(links::env_vars(
+                &c.name,
+                &l.alias,
+                &ip,
+                &src.spec.env,
+                &src.spec.exposed,
+            ));
+        }
+    }
+    links::merge_env(&mut env, &c.spec.env);
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_refuse_devices_fifos_and_huge_lines() {
+        let e = parse_env_file(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.starts_with("open /dev/zero: not a regular file"), "{e}");
+        let dir = std::env::temp_dir().join(format!("linkrt-envtest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(
+            parse_env_file(&fifo)
+                .unwrap_err()
+                .to_string()
+                .contains("not a regular file")
+        );
+        let big = dir.join("big");
+        std::fs::write(&big, format!("A={}\n", "x".repeat(70_000))).unwrap();
+        assert!(parse_env_file(&big).unwrap_err().to_string().contains("token too long"));
+        let ok = dir.join("ok");
+        std::fs::write(&ok, "# c\n\nA=1\n  B=two words\n").unwrap();
+        assert_eq!(parse_env_file(&ok).unwrap(), ["A=1", "B=two words"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

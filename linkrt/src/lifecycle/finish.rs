@@ -1,0 +1,71 @@
+//! An exit: the supervisor first writes it to the run directory (tmpfs, so that a full state
+//! disk cannot lose it), then records it under the lock; whoever finds an exit file that was
+//! not yet recorded (the next command) records it.
+use super::{policy, start::upsert, teardown};
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    oci,
+    state::{self, Container, Lock, Snapshot, Status, Store},
+};
+
+pub use crate::state::exit::ExitRecord;
+
+pub fn exit_path(cfg: &Config, id: &str) -> std::path::PathBuf {
+    state::exit::path(cfg, id)
+}
+
+/// Records an exit in `c` (under the lock): network torn down, root unmounted, status
+/// `Exited`; removed with `--rm`. The exit and pids files go once the record is written.
+pub fn apply_exit(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Container, e: &ExitRecord) -> Result<()> {
+    let cfg = &store.cfg;
+    let r = teardown::network(cfg, c).and(oci::rootfs::unmount(cfg, &c.id));
+    state::failpoint("finish");
+    c.state.status = Status::Exited;
+    c.state.exit_code = e.code;
+    c.state.oom_killed = e.oom_killed;
+    c.state.pid = 0;
+    c.state.supervisor_pid = 0;
+    c.state.finished_at = Some(e.finished_at.clone());
+    c.state.ip = None;
+    c.state.mac = None;
+    c.state.veth = None;
+    c.state.ports.clear();
+    if c.spec.auto_remove {
+        teardown::process(cfg, c)?;
+        teardown::files(store, lock, c)?;
+        snap.containers.retain(|x| x.id != c.id);
+    } else {
+        store.save(lock, c)?;
+        upsert(snap, c);
+    }
+    teardown::remove_if_exists(&exit_path(cfg, &c.id))?;
+    teardown::remove_if_exists(&state::pids_path(cfg, &c.id))?;
+    policy::sync(cfg, &snap.containers)?;
+    r
+}
+
+/// The supervisor's end: the exit is kept in the run directory first, then recorded.
+pub fn finish(cfg: &Config, id: &str, code: i32, oom_killed: bool) -> Result<()> {
+    let e = ExitRecord {
+        code,
+        oom_killed,
+        finished_at: state::now_rfc3339(),
+    };
+    state::exit::write(cfg, id, &e)?;
+    let lock = Lock::wait(cfg)?;
+    let store = Store::new(cfg);
+    let mut snap = store.snapshot()?;
+    let Some(mut c) = snap.get(id).cloned() else {
+        // Removed meanwhile (`rm -f`): nothing to record.
+        return teardown::remove_if_exists(&exit_path(cfg, id));
+    };
+    if c.state.status == Status::Dead {
+        // The record cannot be written: the exit stays in the run directory for `rm -f`.
+        return Err(Error::sys(format!(
+            "the record of {id} is unreadable; its exit ({code}) is kept in {}",
+            exit_path(cfg, id).display()
+        )));
+    }
+    apply_exit(&store, &lock, &mut snap, &mut c, &e)
+}

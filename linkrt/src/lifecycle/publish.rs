@@ -1,0 +1,86 @@
+//! Host ports for a start: allocated against every container that holds ports (running, or
+//! dead: a lost record keeps its ports), checked against host processes with Docker's words.
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
+};
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    ports::{self, Mapping, Proto},
+    state::{self, Container, Status},
+};
+
+/// Whether a host process could bind `ip:port`; the OS's reason when it could not. SCTP, which
+/// this kernel may not even have sockets for, is checked against the host's addresses.
+fn host_port_free(ip: &str, port: u16, proto: Proto, local: &[std::net::Ipv4Addr]) -> std::result::Result<(), String> {
+    let addr: IpAddr = ip.parse().map_err(|_| format!("invalid address {ip}"))?;
+    let sa = SocketAddr::new(addr, port);
+    let os = |e: std::io::Error| e.to_string().split(" (os error").next().unwrap_or("").to_lowercase();
+    match proto {
+        Proto::Tcp => TcpListener::bind(sa).map(drop).map_err(os),
+        Proto::Udp => UdpSocket::bind(sa).map(drop).map_err(os),
+        Proto::Sctp => match addr {
+            IpAddr::V4(a) if a.is_unspecified() || local.contains(&a) => Ok(()),
+            _ => Err("cannot assign requested address".into()),
+        },
+    }
+}
+
+fn rr_path(cfg: &Config) -> std::path::PathBuf {
+    cfg.root.join("ports-rr.json")
+}
+
+/// Allocates the host ports of `c`.
+pub fn allocate(cfg: &Config, c: &Container, all: &[Container], local: &[std::net::Ipv4Addr]) -> Result<Vec<Mapping>> {
+    let mut bindings = c.spec.port_bindings.clone();
+    if c.spec.publish_all {
+        for e in &c.spec.exposed {
+            if !bindings.iter().any(|b| b.container == *e) {
+                bindings.push(ports::PortBinding {
+                    container: *e,
+                    host_ip: String::new(),
+                    host_start: 0,
+                    host_end: 0,
+                });
+            }
+        }
+    }
+    if bindings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let in_use: Vec<Mapping> = all
+        .iter()
+        .filter(|o| o.id != c.id && matches!(o.state.status, Status::Running | Status::Dead))
+        .flat_map(|o| o.state.ports.iter().cloned())
+        .collect();
+    // Where the round-robin of ephemeral ports stands (a hint: losing it only restarts it).
+    let mut last: BTreeMap<String, u16> = std::fs::read(rr_path(cfg))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_default();
+    let maps = ports::allocate(
+        &bindings,
+        &in_use,
+        &mut last,
+        ports::ephemeral_range(),
+        &|ip, p, proto| host_port_free(ip, p, proto, local),
+    )?;
+    for m in &maps {
+        if m.container.proto == Proto::Sctp && m.host_port != m.container.port {
+            return Err(Error::user(format!(
+                "SCTP port translation is not supported ({}:{} -> {}): the SCTP checksum (CRC32c) covers the ports; publish SCTP with equal host and container ports, e.g. -p {}:{}/sctp",
+                m.host_ip, m.host_port, m.container, m.container.port, m.container.port
+            )));
+        }
+        if m.host_ip.contains(':') {
+            return Err(Error::user(format!(
+                "IPv6 host addresses are not supported by the linkrt datapath yet: {}",
+                m.host_addr()
+            )));
+        }
+    }
+    state::write_atomic(&rr_path(cfg), &serde_json::to_vec(&last).expect("serializable"))?;
+    Ok(maps)
+}

@@ -1,0 +1,164 @@
+//! Repair, level-triggered, at the start of every command that changes state: what an
+//! interrupted command left is finished or undone, exits that supervisors could not record
+//! are recorded, the index is rebuilt from the records when it was lost, and a dead record
+//! keeps (and, if its index entry is gone too, recovers) what its container holds.
+use super::{
+    finish::{self, ExitRecord},
+    policy,
+    start::upsert,
+    teardown,
+};
+use crate::{
+    error::Result,
+    network,
+    state::{self, Container, Lock, MacAddr, Snapshot, State, Status, Store, index},
+};
+
+fn warn(what: &str, id: &str, r: Result<()>) {
+    if let Err(e) = r {
+        log::warn!("repairing {what} of {id}: {e}");
+    }
+}
+
+/// Repairs and returns the fresh snapshot. Failures to repair one container are logged and
+/// leave it for the next command: they never stop the command that found them.
+pub fn reconcile(store: &Store, lock: &Lock) -> Result<Snapshot> {
+    let cfg = &store.cfg;
+    // A `create` killed before its record: nothing was made but the directory.
+    for id in store.leftovers() {
+        if id.len() == 64 {
+            let c = placeholder(&id);
+            warn("the half-made container", &id, teardown::process(cfg, &c));
+            warn("the half-made container", &id, teardown::network(cfg, &c));
+            warn("the half-made container", &id, teardown::files(store, lock, &c));
+        }
+    }
+    let mut snap = store.snapshot()?;
+    if let Some(why) = snap.index_error.take() {
+        log::warn!("the index was unreadable ({why}): rebuilt from the records");
+        snap.index = index::Index::default();
+    }
+    let ids: Vec<String> = snap.containers.iter().map(|c| c.id.clone()).collect();
+    for id in ids {
+        let Some(mut c) = snap.get(&id).cloned() else { continue };
+        if c.state.status == Status::Dead {
+            // Never release what it holds; recover it when the index lost it too.
+            if !snap.index.containers.contains_key(&id) {
+                let netns = network::netns_name(c.short_id());
+                match network::system().endpoint_ipv4(&netns) {
+                    Ok(ip) => {
+                        c.state.ip = ip;
+                        c.state.mac = ip.map(|i| MacAddr(network::mac_for(i)));
+                        c.state.veth = ip.map(|_| network::veth_name(c.short_id()));
+                    }
+                    Err(e) => log::warn!("recovering the address of dead container {id}: {e}"),
+                }
+                if let Some((sup, pid)) = state::read_pids(cfg, &id) {
+                    c.state.supervisor_pid = sup;
+                    c.state.pid = pid;
+                }
+                upsert(&mut snap, &c);
+            }
+            continue;
+        }
+
+        // An exit the supervisor saw but could not record (full disk, killed mid-way).
+        if let Some(e) = state::exit::read(cfg, &id)
+            && (c.state.status == Status::Running || c.state.veth.is_some())
+            && !teardown::pid_alive(c.state.supervisor_pid)
+        {
+            warn("the exit", &id, finish::apply_exit(store, lock, &mut snap, &mut c, &e));
+            continue;
+        }
+        // A start interrupted after the container's process began, before it was recorded:
+        // stop that process (its supervisor then records the exit).
+        if c.state.status != Status::Running
+            && let Some((sup, pid1)) = state::read_pids(cfg, &id)
+        {
+            if teardown::pid_alive(sup) && teardown::pid_alive(pid1) {
+                warn(
+                    "the unrecorded process",
+                    &id,
+                    super::stop::signal(
+                        &Container {
+                            state: State {
+                                pid: pid1,
+                                ..c.state.clone()
+                            },
+                            ..c.clone()
+                        },
+                        nix::sys::signal::Signal::SIGKILL,
+                    ),
+                );
+                continue;
+            } else if !teardown::pid_alive(sup) {
+                warn(
+                    "the pids file",
+                    &id,
+                    teardown::remove_if_exists(&state::pids_path(cfg, &id)),
+                );
+            }
+        }
+        if c.state.status == Status::Running && !teardown::pid_alive(c.state.supervisor_pid) {
+            // The supervisor died without a word (killed, a reboot): the container is gone.
+            if teardown::pid_alive(c.state.pid)
+                && let Err(e) = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c.state.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+            {
+                log::warn!("killing PID {} of {id}: {e}", c.state.pid);
+            }
+            warn("the process", &id, teardown::process(cfg, &c));
+            let e = ExitRecord {
+                code: 137,
+                oom_killed: false,
+                finished_at: state::now_rfc3339(),
+            };
+            warn("the exit", &id, finish::apply_exit(store, lock, &mut snap, &mut c, &e));
+            if let Some(c) = snap.containers.iter_mut().find(|x| x.id == id) {
+                c.state.error = "supervisor died".into();
+                let c = c.clone();
+                warn("the record", &id, store.save(lock, &c));
+            }
+        } else if c.state.status != Status::Running && (c.state.veth.is_some() || c.state.ip.is_some()) {
+            // An interrupted start: remove what it made and forget it, so that no later repair
+            // touches resources (ports, addresses) another container may have taken since.
+            warn("the process", &id, teardown::process(cfg, &c));
+            warn("the network", &id, teardown::network(cfg, &c));
+            c.state.ip = None;
+            c.state.mac = None;
+            c.state.veth = None;
+            c.state.ports.clear();
+            warn("the record", &id, store.save(lock, &c));
+            upsert(&mut snap, &c);
+        }
+    }
+    // The index is what the snapshot says every container holds (a dead record's entry, kept
+    // or recovered, included): rewritten when it differs (lost, stale, or a torn update).
+    let want = index::Index {
+        containers: snap
+            .containers
+            .iter()
+            .map(|c| (c.id.clone(), index::Entry::of(c)))
+            .collect(),
+    };
+    if index::Index::load(cfg).ok().as_ref() != Some(&want) {
+        warn("the index", "the state directory", want.save(cfg));
+    }
+    snap.index = want;
+    warn("the link policy", "the datapath", policy::sync(cfg, &snap.containers));
+    Ok(snap)
+}
+
+/// A stand-in for a container known only by its ID.
+pub fn placeholder(id: &str) -> Container {
+    Container {
+        id: id.to_string(),
+        name: String::new(),
+        created: String::new(),
+        spec: Default::default(),
+        state: State::default(),
+        restart_count: 0,
+    }
+}

@@ -1,0 +1,242 @@
+//! `start`: the network (address, veth, datapath, published ports), the files, the root and
+//! the bundle, then the supervisor through the one launch path. Write-ahead: the record names
+//! what is about to exist before it is made, so an interrupted start is repaired by the next
+//! command; a failed start undoes everything at once, its policy entries included.
+use std::net::Ipv4Addr;
+
+use super::{etc_files, policy, publish, teardown};
+use crate::{
+    bpf,
+    error::{Error, Result},
+    image, network, oci,
+    process::{launch, sync::Report},
+    state::{self, Container, Lock, MacAddr, Snapshot, State, Status, Store},
+};
+
+/// How a start is attached to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// `-d`: the supervisor runs in the background; output goes to the log files only.
+    Detached,
+    /// Foreground: output goes to our stdout/stderr too, our stdin to the container with -i.
+    Foreground,
+}
+
+/// Replaces (or adds) `c` in the snapshot.
+pub fn upsert(snap: &mut Snapshot, c: &Container) {
+    match snap.containers.iter_mut().find(|x| x.id == c.id) {
+        Some(x) => *x = c.clone(),
+        None => snap.containers.push(c.clone()),
+    }
+}
+
+/// The lowest address of the subnet that no container holds (a dead record's included).
+fn allocate_ip(snap: &Snapshot, subnet: &network::Subnet, id: &str) -> Result<Ipv4Addr> {
+    let held: std::collections::BTreeSet<Ipv4Addr> = snap
+        .containers
+        .iter()
+        .filter(|c| c.id != id)
+        .filter_map(|c| c.state.ip)
+        .chain(
+            snap.index
+                .addresses()
+                .filter(|(_, owner)| *owner != id)
+                .map(|(ip, _)| ip),
+        )
+        .collect();
+    subnet
+        .hosts()
+        .find(|ip| !held.contains(ip))
+        .ok_or_else(|| Error::user("no available IPv4 addresses on this network's address pools: bridge"))
+}
+
+fn check_links(c: &Container, snap: &Snapshot) -> Result<()> {
+    for l in &c.spec.links {
+        match snap.get(&l.source_id) {
+            Some(s) if s.state.status == Status::Running => {}
+            Some(s) => {
+                return Err(Error::user(format!(
+                    "Cannot link to a non running container: /{} AS /{}/{}",
+                    s.name, c.name, l.alias
+                )));
+            }
+            None => {
+                return Err(Error::user(format!(
+                    "could not get container for {}: No such container: {}",
+                    l.alias, l.source_id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets up the network, the files, the root and the bundle of `c`. On error everything made
+/// here is undone.
+pub fn prepare(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Container) -> Result<()> {
+    check_links(c, snap)?;
+    let r = prepare_inner(store, lock, snap, c);
+    if let Err(e) = &r {
+        // Undo whatever was made; the start's own error is what the user needs to see.
+        let undo = teardown::network(&store.cfg, c).and(oci::rootfs::unmount(&store.cfg, &c.id));
+        if let Err(t) = undo {
+            log::warn!("undoing the failed start of {} ({e}): {t}", c.short_id());
+        }
+    }
+    r
+}
+
+fn prepare_inner(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Container) -> Result<()> {
+    let cfg = &store.cfg;
+    let subnet = network::Subnet::from_env()?;
+    let net = network::system();
+    net.ensure_bridge(&subnet)?;
+    let local = net.local_addrs()?;
+    c.state.ports = publish::allocate(cfg, c, &snap.containers, &local)?;
+    let ip = allocate_ip(snap, &subnet, &c.id)?;
+    let veth = network::veth_name(c.short_id());
+    // Write-ahead: the record names what is about to exist, so that a command killed from
+    // here on leaves state that `reconcile` can tear down.
+    c.state.ip = Some(ip);
+    c.state.mac = Some(MacAddr(network::mac_for(ip)));
+    c.state.veth = Some(veth.clone());
+    store.save(lock, c)?;
+    upsert(snap, c);
+    net.create_endpoint(&network::EndpointSpec {
+        netns: network::netns_name(c.short_id()),
+        veth: veth.clone(),
+        ip,
+        mac: network::mac_for(ip),
+        subnet,
+    })?;
+    let mut dp = bpf::Datapath::load(cfg)?;
+    dp.attach(&veth, bpf::Role::Container)?;
+    for up in net.uplinks()? {
+        dp.attach(&up, bpf::Role::Uplink)?;
+    }
+    bpf::set_local_addrs(cfg, &local)?;
+    if let Some(cg) = cfg.cgroup_dir() {
+        dp.attach_cgroup(&cg)?;
+    }
+    bpf::publish(cfg, &c.state.ports, &ip.to_string())?;
+    state::failpoint("start-network");
+
+    for l in &c.spec.links {
+        if let Some(ip) = snap.get(&l.source_id).and_then(|s| s.state.ip) {
+            c.state.link_ips.insert(l.source_id.clone(), ip);
+        }
+    }
+    etc_files::write_all(store, c, &snap.containers)?;
+    store.save(lock, c)?;
+    upsert(snap, c);
+    policy::sync(cfg, &snap.containers)?;
+    let img = image::find(&c.spec.image)?;
+    let root = oci::rootfs::prepare(cfg, &c.id, &img, c.spec.rootfs.as_deref(), &c.spec.workdir)?;
+    oci::write_bundle(
+        cfg,
+        store,
+        c,
+        super::env::process_env(c, &snap.containers, c.spec.tty),
+        &root,
+    )
+}
+
+/// Starts `c` (the caller holds `lock`, released once the container runs). Detached: returns
+/// once PID 1 runs. Foreground: returns the container's exit code after it exits.
+pub fn start(store: &Store, lock: Lock, snap: &mut Snapshot, c: &mut Container, attach: Attach) -> Result<i32> {
+    if c.state.status == Status::Dead {
+        return Err(Error::user(format!(
+            "container {} is dead ({}): remove it with `linkrt rm -f`",
+            c.id, c.state.error
+        )));
+    }
+    if !c.can_start() {
+        return Ok(0);
+    }
+    policy::apply_env(&store.cfg, &lock)?;
+    prepare(store, &lock, snap, c)?;
+    let cfg = &store.cfg;
+    let l = match launch::spawn_supervisor(cfg, &c.id, attach == Attach::Foreground) {
+        Ok(l) => l,
+        Err(e) => {
+            mark_start_failed(store, &lock, snap, c, 125, &e.to_string())?;
+            return Err(e);
+        }
+    };
+    let (code, msg) = match l.report {
+        Some(Report::Started { pid }) => {
+            state::failpoint("start-spawned");
+            mark_running(store, &lock, snap, c, pid, l.supervisor)?;
+            drop(lock);
+            let Some(sock) = l.attach else { return Ok(0) };
+            return match launch::attach_client(sock, c.spec.tty, c.spec.interactive)? {
+                Some(code) => Ok(code),
+                // The supervisor ended without a word: what it recorded is the answer.
+                None => Ok(match store.load(&c.id) {
+                    Ok(r) if r.state.status == Status::Exited => r.state.exit_code,
+                    _ => 125,
+                }),
+            };
+        }
+        Some(Report::Failed { code, msg }) => (code, msg),
+        None => (
+            125,
+            format!(
+                "the supervisor exited before starting the container (see {})",
+                crate::process::supervisor::supervisor_log(store, &c.id).display()
+            ),
+        ),
+    };
+    mark_start_failed(store, &lock, snap, c, code, &msg)?;
+    Err(Error::Start { code, msg })
+}
+
+/// Records a start: running, with its PIDs.
+pub fn mark_running(
+    store: &Store,
+    lock: &Lock,
+    snap: &mut Snapshot,
+    c: &mut Container,
+    pid: i32,
+    supervisor: i32,
+) -> Result<()> {
+    c.state.status = Status::Running;
+    c.state.pid = pid;
+    c.state.supervisor_pid = supervisor;
+    c.state.exit_code = 0;
+    c.state.oom_killed = false;
+    c.state.error.clear();
+    c.state.started_at = Some(state::now_rfc3339());
+    c.state.finished_at = None;
+    store.save(lock, c)?;
+    upsert(snap, c);
+    etc_files::refresh_recipients(store, lock, snap, c)?;
+    policy::sync(&store.cfg, &snap.containers)
+}
+
+/// Undoes a failed start: network and process removed, policy resynced at once, status
+/// `Created` with the exit code and error. Removes the container when it was run with `--rm`.
+pub fn mark_start_failed(
+    store: &Store,
+    lock: &Lock,
+    snap: &mut Snapshot,
+    c: &mut Container,
+    code: i32,
+    msg: &str,
+) -> Result<()> {
+    let r = teardown::network(&store.cfg, c).and(teardown::process(&store.cfg, c));
+    c.state = State {
+        exit_code: code,
+        error: msg.to_string(),
+        ..State::default()
+    };
+    if c.spec.auto_remove {
+        teardown::files(store, lock, c)?;
+        snap.containers.retain(|x| x.id != c.id);
+    } else {
+        store.save(lock, c)?;
+        upsert(snap, c);
+    }
+    policy::sync(&store.cfg, &snap.containers)?;
+    r
+}
