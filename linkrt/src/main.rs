@@ -17,6 +17,12 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Like other CLIs, end quietly when our output is closed (`linkrt status | head`); the
+    // supervisor alone keeps Rust's default (EPIPE), since it must outlive its clients.
+    if !matches!(cli.cmd, Command::Supervise { .. }) {
+        // SAFETY: restoring the default disposition of one signal, before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let mut cfg = Config::from_env();
     if let Some(r) = &cli.root {
         cfg.root = r.clone();

@@ -3,5 +3,6 @@
 pub mod attach;
 pub mod console;
 pub mod launch;
+pub mod logfile;
 pub mod supervisor;
 pub mod sync;

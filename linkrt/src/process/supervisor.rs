@@ -33,7 +33,7 @@ use tokio::{
     },
 };
 
-use super::{attach::Frame, console, sync::Report};
+use super::{attach::Frame, console, logfile::RotatingLog, sync::Report};
 use crate::{
     config::Config,
     error::{Error, Result},
@@ -90,12 +90,8 @@ pub fn log_paths(store: &Store, id: &str) -> (PathBuf, PathBuf) {
     (d.join("stdout.log"), d.join("stderr.log"))
 }
 
-fn open_log(p: &PathBuf) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(p)
-        .map_err(|e| Error::io("opening", p, e))
+fn open_log(p: &PathBuf, opts: crate::state::LogOpts) -> Result<RotatingLog> {
+    RotatingLog::open(p, opts).map_err(|e| Error::io("opening", p, e))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -222,7 +218,7 @@ fn supervise(cfg: &Config, store: &Store, id: &str, report: &mut File, attach: O
     state::failpoint("supervisor-started");
     let _reserved = reserve_ports(&c.state.ports);
     let (out_p, err_p) = log_paths(store, id);
-    let logs = (open_log(&out_p)?, open_log(&err_p)?);
+    let logs = (open_log(&out_p, c.spec.log)?, open_log(&err_p, c.spec.log)?);
     let rt_async = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -313,12 +309,6 @@ async fn send(attach: &mut Option<UnixStream>, f: Frame) {
     }
 }
 
-fn log_write(f: &mut File, data: &[u8]) {
-    if let Err(e) = f.write_all(data) {
-        log::error!("writing the container's log: {e}");
-    }
-}
-
 async fn read_pty(m: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
         let mut g = m.readable().await?;
@@ -346,7 +336,7 @@ async fn write_pty(m: &AsyncFd<OwnedFd>, mut data: &[u8]) -> std::io::Result<()>
 async fn event_loop(
     pid1: Pid,
     io: Io,
-    (mut out_log, mut err_log): (File, File),
+    (mut out_log, mut err_log): (RotatingLog, RotatingLog),
     attach: Option<StdUnixStream>,
 ) -> Result<(i32, Option<StdUnixStream>)> {
     let ioe = |e: std::io::Error| Error::io("supervising", "the container's output", e);
@@ -394,14 +384,14 @@ async fn event_loop(
             r = async { stdout.as_mut().unwrap().read(&mut out_buf).await }, if stdout.is_some() => match r {
                 Ok(0) | Err(_) => stdout = None,
                 Ok(n) => {
-                    log_write(&mut out_log, &out_buf[..n]);
+                    out_log.write(&out_buf[..n]);
                     send(&mut attach, Frame::Stdout(Bytes::copy_from_slice(&out_buf[..n]))).await;
                 }
             },
             r = async { stderr.as_mut().unwrap().read(&mut err_buf).await }, if stderr.is_some() => match r {
                 Ok(0) | Err(_) => stderr = None,
                 Ok(n) => {
-                    log_write(&mut err_log, &err_buf[..n]);
+                    err_log.write(&err_buf[..n]);
                     send(&mut attach, Frame::Stderr(Bytes::copy_from_slice(&err_buf[..n]))).await;
                 }
             },
@@ -409,7 +399,7 @@ async fn event_loop(
                 // EIO: every slave side is closed (the container's processes are gone).
                 Ok(0) | Err(_) => pty_open = false,
                 Ok(n) => {
-                    log_write(&mut out_log, &pty_buf[..n]);
+                    out_log.write(&pty_buf[..n]);
                     send(&mut attach, Frame::Stdout(Bytes::copy_from_slice(&pty_buf[..n]))).await;
                 }
             },
