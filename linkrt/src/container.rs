@@ -769,6 +769,8 @@ pub fn reconcile(store: &Store) -> Result<()> {
     if ipam.leases.len() != before {
         ipam.save(&store.cfg)?;
     }
+    // The datapath outlives the CLI in bpffs pins: put back whatever was lost (issue 11).
+    bpf::heal(&store.cfg, &bpf::Wanted::from_containers(&store.cfg, &store.all()?)?)?;
     sync_policy(store)
 }
 
