@@ -360,7 +360,10 @@ impl Drop for Host {
         let ids = self
             .command(&["ps", "-aq", "--no-trunc"])
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .map(|o| {
+                eprintln!("DBG ps: {:?}", o);
+                String::from_utf8_lossy(&o.stdout).into_owned()
+            })
             .unwrap_or_default();
         for id in ids.split_whitespace() {
             let _ = self.command(&["rm", "-f", id]).output();

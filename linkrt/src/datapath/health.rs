@@ -7,7 +7,7 @@
 use std::{collections::BTreeSet, fmt, net::Ipv4Addr, path::PathBuf};
 
 use aya::{
-    maps::MapData,
+    maps::{MapData, MapInfo},
     programs::{
         links::{FdLink, PinnedLink},
         loaded_programs,
@@ -145,11 +145,14 @@ pub fn check(cfg: &Config, want: &Wanted) -> Health {
             missing.push(Missing::Map(name));
         }
     }
-    // The maps every TC program uses: a program on another copy of them is stale.
-    let core: Vec<u32> = [maps::STATS, maps::CONFIG, maps::CT]
-        .iter()
-        .filter_map(|n| map_id(cfg, n))
-        .collect();
+    // A program must use the pinned maps: any linkrt map it uses that is not the pinned one
+    // (a pin deleted and made again, another bpffs) makes it stale.
+    let pinned: BTreeSet<u32> = maps::ALL_MAPS.iter().filter_map(|n| map_id(cfg, n)).collect();
+    let ours = |id: &u32| {
+        MapInfo::from_id(*id)
+            .ok()
+            .is_some_and(|i| i.name_as_str().is_some_and(|n| n.starts_with("LRT_")))
+    };
     let ifaces = want.endpoints.iter().map(|e| &e.veth).chain(want.uplinks.iter());
     let mut progs: Vec<(String, u32)> = Vec::new();
     for ifname in ifaces {
@@ -170,7 +173,7 @@ pub fn check(cfg: &Config, want: &Wanted) -> Health {
     let mut stale = BTreeSet::new();
     for info in loaded_programs().flatten().filter(|i| ids.contains(&i.id())) {
         let used = info.map_ids().ok().flatten().unwrap_or_default();
-        if core.len() != 3 || !core.iter().all(|m| used.contains(m)) {
+        if used.iter().any(|m| !pinned.contains(m) && ours(m)) {
             stale.insert(info.id());
         }
     }
@@ -211,7 +214,10 @@ pub fn heal(cfg: &Config, want: &Wanted) -> Result<Health> {
         }
     }
     for up in &want.uplinks {
-        if let Err(e) = dp.attach(up, Role::Uplink) {
+        // An uplink may vanish meanwhile (a namespace going away takes its veth along).
+        if let Err(e) = dp.attach(up, Role::Uplink)
+            && nix::net::if_::if_nametoindex(up.as_str()).is_ok()
+        {
             errs.push(e);
         }
     }

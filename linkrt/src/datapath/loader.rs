@@ -161,11 +161,17 @@ impl Datapath {
             } else {
                 None
             };
-            let id = match existing {
+            // In place when the pinned link is alive; a link whose interface was deleted (and
+            // perhaps made again under the same name) cannot be updated: attach anew.
+            let updated = match existing {
                 Some(old) => {
                     let link = FdLink::from(old).try_into().map_err(|e: LinkError| link_err(&pin, e))?;
-                    p.attach_to_link(link).map_err(perr)?
+                    p.attach_to_link(link).ok()
                 }
+                None => None,
+            };
+            let id = match updated {
+                Some(id) => id,
                 None => {
                     remove_pin(&pin)?;
                     p.attach_with_options(
