@@ -20,6 +20,17 @@ pub const fn ip_of(be: u32) -> Ipv4Addr {
     Ipv4Addr::new(o[0], o[1], o[2], o[3])
 }
 
+/// The `CONFIG_GATEWAY_MAC` slot of a MAC.
+pub const fn mac_config(mac: [u8; 6]) -> u64 {
+    u64::from_ne_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
+}
+
+/// The `CONFIG_SUBNET` slot of `net/prefix`.
+pub const fn subnet_config(net: Ipv4Addr, prefix: u8) -> u64 {
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    ip_be(net) as u64 | (ip_be(Ipv4Addr::from_bits(mask)) as u64) << 32
+}
+
 impl PortKey {
     /// A published host endpoint; `0.0.0.0` means every host address.
     pub const fn new(ip: Ipv4Addr, port: u16, proto: u8) -> Self {

@@ -16,7 +16,7 @@ use linkrt_common::{
     maps,
     nat::{Backend, PortKey},
     policy::{Endpoint, PolicyKey},
-    user::ip_be,
+    user::{ip_be, mac_config, subnet_config},
 };
 use linkrt_tests::{BpfFs, NetNs, pkt, require_root};
 
@@ -59,16 +59,9 @@ fn load() -> Loaded {
         p.load().unwrap_or_else(|e| panic!("verifier rejected {name}: {e:?}"));
     }
     let mut l = Loaded { ebpf, _fs: fs, _ns: ns };
-    let mask = ip_be(Ipv4Addr::new(255, 255, 0, 0)) as u64;
-    set_config(
-        &mut l,
-        CONFIG_SUBNET,
-        ip_be(Ipv4Addr::new(172, 17, 0, 0)) as u64 | mask << 32,
-    );
+    set_config(&mut l, CONFIG_SUBNET, subnet_config(Ipv4Addr::new(172, 17, 0, 0), 16));
     set_config(&mut l, CONFIG_GATEWAY, ip_be(GW) as u64);
-    let mut mac = [0u8; 8];
-    mac[..6].copy_from_slice(&GW_MAC);
-    set_config(&mut l, CONFIG_GATEWAY_MAC, u64::from_ne_bytes(mac));
+    set_config(&mut l, CONFIG_GATEWAY_MAC, mac_config(GW_MAC));
     container(&mut l, CTR, CTR_IF);
     l
 }

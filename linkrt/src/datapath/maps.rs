@@ -9,7 +9,7 @@ use linkrt_common::{
     maps,
     nat::{Backend, PortKey},
     policy::{Endpoint, PolicyKey},
-    user::ip_be,
+    user::{ip_be, mac_config, subnet_config},
 };
 
 use crate::{
@@ -139,20 +139,12 @@ pub fn set_local_addrs(cfg: &Config, addrs: &[Ipv4Addr]) -> Result<()> {
 /// The settings the datapath owns: the bridge's subnet, gateway and MAC, the gateway mode.
 pub(super) fn write_static_config(p: &Pinned<'_>) -> Result<()> {
     let subnet = network::Subnet::from_env()?;
-    let mask = if subnet.prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - subnet.prefix)
-    };
-    let net = ip_be(subnet.base) as u64;
-    let mask = ip_be(Ipv4Addr::from(mask)) as u64;
-    p.set_config(CONFIG_SUBNET, net | (mask << 32))?;
+    p.set_config(CONFIG_SUBNET, subnet_config(subnet.base, subnet.prefix))?;
     p.set_config(CONFIG_GATEWAY, ip_be(subnet.gateway()) as u64)?;
-    let mut mac = [0u8; 8];
     // No bridge yet (a datapath attached by hand): frames redirected into containers then
     // carry a zero source MAC, which no stack looks at.
-    mac[..6].copy_from_slice(&super::settings::bridge_mac()?.unwrap_or_default());
-    p.set_config(CONFIG_GATEWAY_MAC, u64::from_ne_bytes(mac))?;
+    let mac = super::settings::bridge_mac()?.unwrap_or_default();
+    p.set_config(CONFIG_GATEWAY_MAC, mac_config(mac))?;
     let routed = super::settings::gateway_mode(p.cfg)?.routed();
     p.set_config(CONFIG_ROUTED, routed as u64)
 }
