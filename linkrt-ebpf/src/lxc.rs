@@ -13,6 +13,7 @@ use crate::{
     ct_hit::{self, At},
     frag,
     fwd::Verdict,
+    icmp,
     maps::{CONTAINER_IPS, ENDPOINTS, count, get},
     nat,
     parse::{self, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Meta, Pkt},
@@ -29,7 +30,7 @@ pub fn from_container(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, Drop
     count(Counter::FromContainer);
     let me = ifindex(ctx);
     let icc = policy::icc_on();
-    if parse::vlan_present(ctx) {
+    if parse::vlan_present(ctx, m) {
         return Err(DropReason::Vlan);
     }
     let eth = parse::eth(ctx, m)?;
@@ -93,7 +94,7 @@ pub fn from_container(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, Drop
         return ct_hit::established(ctx, &p, &key, &e, At::FromContainer);
     }
     if p.is_icmp_error()
-        && let Some(q) = nat::quoted(ctx, &p)
+        && let Some(q) = icmp::quoted(ctx, &p)
         && let Some(e) = conntrack::lookup(&q.key)
     {
         // Related to a tracked flow: translated here only when it stays on the bridge; an
@@ -101,7 +102,7 @@ pub fn from_container(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, Drop
         if e.ifindex == 0 {
             return Ok(Verdict::Pass);
         }
-        nat::icmp_error(ctx, &p, &q, &e)?;
+        icmp::icmp_error(ctx, &p, &q, &e)?;
         return Ok(Verdict::Peer(e.ifindex));
     }
     // Published ports are for everyone, through the host's addresses (hairpin).
@@ -127,7 +128,7 @@ pub fn from_container(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, Drop
 /// unicast frames sent to a MAC whose address they do not carry) stop here.
 pub fn to_container(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReason> {
     count(Counter::ToContainer);
-    if parse::vlan_present(ctx) {
+    if parse::vlan_present(ctx, m) {
         return Err(DropReason::Vlan);
     }
     if policy::icc_on() {

@@ -17,6 +17,10 @@ mod frag;
 #[cfg(target_arch = "bpf")]
 mod fwd;
 #[cfg(target_arch = "bpf")]
+mod icmp;
+#[cfg(target_arch = "bpf")]
+mod l2;
+#[cfg(target_arch = "bpf")]
 mod lxc;
 #[cfg(target_arch = "bpf")]
 mod maps;

@@ -13,10 +13,7 @@ use linkrt_common::{
 use crate::{
     conntrack, frag,
     maps::{CONTAINER_IPS, LOCAL_ADDRS, PORTMAP, count, emit, get},
-    parse::{
-        Frag, ICMP_CSUM, IP_CSUM, IP_DADDR, IP_SADDR, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, Pkt, TCP_CSUM,
-        UDP_CSUM,
-    },
+    parse::{Frag, IP_CSUM, IP_DADDR, IP_SADDR, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, Pkt, TCP_CSUM, UDP_CSUM},
     policy,
 };
 
@@ -162,71 +159,4 @@ pub fn dnat_new(ctx: &mut TcContext, p: &Pkt, client_if: u32) -> Result<Option<u
     frag::remember(p, &fwd);
     apply(ctx, p, &fwd)?;
     Ok(Some(backend_if))
-}
-
-/// The packet an ICMP error quotes (destination unreachable, time exceeded, parameter problem).
-pub struct Quoted {
-    off: usize,
-    l4: usize,
-    daddr: u32,
-    dport: u16,
-    csum: u16,
-    /// The tracking key of the quoted packet's replies, i.e. of the flow the error answers.
-    pub key: CtKey,
-}
-
-#[inline(always)]
-pub fn quoted(ctx: &TcContext, p: &Pkt) -> Option<Quoted> {
-    let off = p.l4 + 8;
-    let ip: network_types::ip::Ipv4Hdr = ctx.load(off).ok()?;
-    let ihl = ip.ihl() as usize;
-    if ip.version() != 4 || ihl < 20 || (ctx.len() as usize) < off + ihl + 4 {
-        return None;
-    }
-    let ports: [u16; 2] = ctx.load(off + ihl).ok()?;
-    let (saddr, daddr) = (u32::from_ne_bytes(ip.src_addr), u32::from_ne_bytes(ip.dst_addr));
-    Some(Quoted {
-        off,
-        l4: off + ihl,
-        daddr,
-        dport: ports[1],
-        csum: u16::from_ne_bytes(ip.check),
-        key: CtKey {
-            saddr: daddr,
-            daddr: saddr,
-            sport: ports[1],
-            dport: ports[0],
-            proto: ip.proto,
-            _pad: [0; 3],
-        },
-    })
-}
-
-/// Translates an ICMP error about a published flow back: the outer source (when it is the
-/// container) and the quoted destination become the published address again, so that the
-/// client's stack matches the error to its socket. The quoted L4 checksum is left alone (it
-/// may be cut off, and no stack checks it).
-#[inline(always)]
-pub fn icmp_error(ctx: &mut TcContext, p: &Pkt, q: &Quoted, e: &CtEntry) -> Result<(), DropReason> {
-    if e.kind != CT_REVNAT || e.flags & CT_F_SNAT != 0 {
-        return Ok(());
-    }
-    let csum = p.l4 + ICMP_CSUM;
-    let l3 = |ctx: &mut TcContext, off: usize, old: u64, new: u64, size: u64| {
-        ctx.l3_csum_replace(off, old, new, size).map_err(|_| DropReason::Csum)
-    };
-    l3(ctx, q.off + 10, q.daddr as u64, e.addr as u64, 4)?;
-    let new_qcsum: u16 = ctx.load(q.off + 10).map_err(|_| DropReason::Csum)?;
-    ctx.store(q.off + 16, &e.addr, 0).map_err(|_| DropReason::Write)?;
-    ctx.store(q.l4 + 2, &e.port, 0).map_err(|_| DropReason::Write)?;
-    // The ICMP checksum covers every quoted byte changed.
-    l3(ctx, csum, q.daddr as u64, e.addr as u64, 4)?;
-    l3(ctx, csum, q.csum as u64, new_qcsum as u64, 2)?;
-    l3(ctx, csum, q.dport as u64, e.port as u64, 2)?;
-    if p.saddr == q.daddr {
-        l3(ctx, IP_CSUM, p.saddr as u64, e.addr as u64, 4)?;
-        ctx.store(IP_SADDR, &e.addr, 0).map_err(|_| DropReason::Write)?;
-    }
-    count(Counter::ReverseNat);
-    Ok(())
 }

@@ -12,6 +12,7 @@ use crate::{
     ct_hit::{self, At},
     frag,
     fwd::Verdict,
+    icmp,
     maps::{CONTAINER_IPS, count, get},
     nat,
     parse::{self, ETH_P_IP, Frag, Meta, Pkt},
@@ -24,7 +25,7 @@ use crate::{
 fn ipv4(ctx: &TcContext, m: &mut Meta, p: &mut Pkt) -> Result<bool, DropReason> {
     count(Counter::Uplink);
     // A tagged frame goes to a VLAN device, which is an uplink with these programs too.
-    if parse::vlan_present(ctx) || parse::eth(ctx, m).map(|e| e.proto) != Ok(ETH_P_IP) {
+    if parse::vlan_present(ctx, m) || parse::eth(ctx, m).map(|e| e.proto) != Ok(ETH_P_IP) {
         count(Counter::NonIpv4);
         return Ok(false);
     }
@@ -100,10 +101,10 @@ pub fn uplink_out(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReas
         return Ok(Verdict::Pass);
     }
     if p.is_icmp_error()
-        && let Some(q) = nat::quoted(ctx, &p)
+        && let Some(q) = icmp::quoted(ctx, &p)
         && let Some(e) = conntrack::lookup(&q.key)
     {
-        nat::icmp_error(ctx, &p, &q, &e)?;
+        icmp::icmp_error(ctx, &p, &q, &e)?;
         return Ok(Verdict::Pass);
     }
     let key = p.key();

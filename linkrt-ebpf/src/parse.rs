@@ -4,7 +4,9 @@ use core::mem::offset_of;
 
 use aya_ebpf::programs::TcContext;
 use linkrt_common::{DropReason, ct::CtKey};
-use network_types::{arp::ArpHdr, eth::EthHdr, icmp::Icmpv4Hdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
+use network_types::{eth::EthHdr, icmp::Icmpv4Hdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
+
+pub use crate::l2::{arp_sender, eth, is_vlan, vlan_present};
 
 pub const ETH_HLEN: usize = EthHdr::LEN;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -45,49 +47,6 @@ pub struct Meta {
     pub daddr: u32,
     pub sport: u16,
     pub dport: u16,
-}
-
-/// The Ethernet header.
-pub struct Eth {
-    pub dst: [u8; 6],
-    pub src: [u8; 6],
-    /// Host order.
-    pub proto: u16,
-}
-
-#[inline(always)]
-pub fn eth(ctx: &TcContext, m: &mut Meta) -> Result<Eth, DropReason> {
-    let h: EthHdr = ctx.load(0).map_err(|_| DropReason::Malformed)?;
-    let proto = u16::from_be(h.ether_type);
-    m.ethertype = proto;
-    Ok(Eth {
-        dst: h.dst_addr,
-        src: h.src_addr,
-        proto,
-    })
-}
-
-/// 802.1Q, 802.1ad and the old QinQ ethertypes.
-#[inline(always)]
-pub fn is_vlan(proto: u16) -> bool {
-    matches!(proto, 0x8100 | 0x88a8 | 0x9100 | 0x9200 | 0x9300)
-}
-
-/// Whether the skb carries a VLAN tag in its metadata (the kernel strips the outer tag before TC).
-#[inline(always)]
-pub fn vlan_present(ctx: &TcContext) -> bool {
-    // SAFETY: reading a field of the program's own context.
-    unsafe { (*ctx.skb.skb).vlan_present != 0 }
-}
-
-/// An ARP packet's sender (hardware and IPv4 address); only Ethernet/IPv4 ARP is understood.
-#[inline(always)]
-pub fn arp_sender(ctx: &TcContext) -> Result<([u8; 6], u32), DropReason> {
-    let a: ArpHdr = ctx.load(ETH_HLEN).map_err(|_| DropReason::Malformed)?;
-    if a.htype != [0, 1] || a.ptype != [0x08, 0] || a.hlen != 6 || a.plen != 4 {
-        return Err(DropReason::Malformed);
-    }
-    Ok((a.sha, u32::from_ne_bytes(a.spa)))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Default)]

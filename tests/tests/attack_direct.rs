@@ -61,6 +61,8 @@ fn routed_access_to_containers_is_dropped_unless_the_gateway_mode_is_routed() {
     let o = h.linkrt_env(&[("LINKRT_GATEWAY_MODE", "nat")], &["ps"]);
     assert_eq!(o.code, 0, "{o:?}");
     let before = h.counter("drop_direct");
+    let mut mon = h.spawn(&["monitor", "--timeout", "60"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(!lan_connects(&cl, &srv, 7001), "TCP to an unpublished port");
     assert!(
         !lan_connects(&cl, &web, 5000),
@@ -79,6 +81,14 @@ fn routed_access_to_containers_is_dropped_unless_the_gateway_mode_is_routed() {
     let logs = h.ok(&["logs", "srv"]);
     assert!(!logs.contains("nat-udp") && !logs.contains("nat-bcast"), "{logs}");
     assert!(h.counter("drop_direct") >= before + 5);
+    mon.kill().expect("kill monitor");
+    let out = String::from_utf8_lossy(&mon.wait_with_output().unwrap().stdout).into_owned();
+    let line = format!("-> {srv}:7001");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("drop  (drop_direct) tcp {CLIENT_IP}:")) && l.ends_with(&line)),
+        "{out}"
+    );
     // A container's own connection out: its replies come back in (the LAN routes to it).
     let _lan_srv = Bg::spawn_in(&cl.ns, &["python3", "-m", "http.server", "8000", "--bind", CLIENT_IP]);
     let url = format!("http://{CLIENT_IP}:8000/");

@@ -62,6 +62,8 @@ fn vlan_tagged_frames_from_containers_are_dropped() {
     );
 
     let before = h.counter("drop_vlan");
+    let mon = h.spawn(&["monitor", "--timeout", "60"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
     // Tags from containers: own source, forged source (the linked peer's), single tag,
     // 802.1ad outer tag; from the linked peer and from the unlinked container.
     send("evil", vec![qinq(&probe(&e, em, &v, "qinq-evil"))]);
@@ -84,6 +86,18 @@ fn vlan_tagged_frames_from_containers_are_dropped() {
         assert!(!logs.contains(m), "{m} got through:\n{logs}");
     }
     assert!(h.counter("drop_vlan") >= before + 5);
+    // Each drop is a `linkrt monitor` line with its reason.
+    let mut mon = mon;
+    mon.kill().expect("kill monitor");
+    let out = mon.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("drop  (drop_vlan) ethertype-0x8100 if "))
+            .count()
+            >= 4,
+        "{text}"
+    );
     // Untagged, the unlinked container is stopped by the link policy.
     send("evil", vec![probe(&e, em, &v, "plain-evil")]);
     send("peer", vec![probe(&p, pm, &v, "fence2")]);

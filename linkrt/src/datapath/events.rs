@@ -120,3 +120,49 @@ impl EventReader {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use linkrt_common::DropReason;
+
+    use super::DatapathEvent;
+
+    /// Every drop reason has its own `linkrt monitor` line.
+    #[test]
+    fn every_drop_reason_has_its_own_monitor_line() {
+        let a = "172.17.0.3:40000".parse().unwrap();
+        let b = "172.17.0.2:7001".parse().unwrap();
+        let mut lines = std::collections::BTreeSet::new();
+        for r in DropReason::ALL {
+            let ev = DatapathEvent::Drop {
+                reason: r.name(),
+                proto: 6,
+                ethertype: 0x0800,
+                src: a,
+                dst: b,
+                ifindex: 7,
+            };
+            let line = ev.to_string();
+            assert_eq!(
+                line,
+                format!("drop  ({}) tcp 172.17.0.3:40000 -> 172.17.0.2:7001", r.name())
+            );
+            lines.insert(line);
+        }
+        assert_eq!(lines.len(), DropReason::ALL.len());
+        let tagged = DatapathEvent::Drop {
+            reason: DropReason::Vlan.name(),
+            proto: 0,
+            ethertype: 0x8100,
+            src: a,
+            dst: b,
+            ifindex: 12,
+        };
+        assert_eq!(tagged.to_string(), "drop  (drop_vlan) ethertype-0x8100 if 12");
+        let names: std::collections::BTreeSet<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), DropReason::ALL.len(), "reason names are distinct");
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(DropReason::from_code(i as u32), Some(*r));
+        }
+    }
+}
