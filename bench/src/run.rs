@@ -208,7 +208,10 @@ impl Env {
             .env("LINKRT_RUN_ROOT", self.tmp.join("run"))
             .env("LINKRT_BPFFS", self.tmp.join("bpf/linkrt"))
             .env("LINKRT_CGROUP", &self.cgroup)
-            .env("LINKRT_CGROUP_PARENT", self.cgroup.file_name().expect("named"));
+            .env("LINKRT_CGROUP_PARENT", self.cgroup.file_name().expect("named"))
+            // The `direct` path routes to the container IP: Docker's routed gateway mode
+            // (the default drops routed access, `drop_direct`). Published flows are the same.
+            .env("LINKRT_GATEWAY_MODE", "routed");
         c
     }
 

@@ -6,9 +6,16 @@
 //! reuses a pinned map written with the old layout.
 #![no_std]
 
+#[cfg(feature = "user")]
+extern crate std;
+
+pub mod config;
+pub mod ct;
 pub mod maps;
 pub mod nat;
 pub mod policy;
 pub mod stats;
+#[cfg(feature = "user")]
+pub mod user;
 
 pub use stats::*;

@@ -1,31 +1,47 @@
 //! Names of the maps and programs, used by both sides (and as bpffs pin file names).
 
-/// Per-CPU counters indexed by [`crate::stats::Counter`].
-pub const STATS: &str = "LRT_STATS_V1";
+/// Per-CPU counters indexed by [`crate::stats::Counter`] and [`crate::stats::DropReason`].
+pub const STATS: &str = "LRT_STATS_V2";
 
 /// Published ports: [`crate::nat::PortKey`] → [`crate::nat::Backend`].
 pub const PORTMAP: &str = "LRT_PORTMAP_V1";
-/// Reply flows to un-NAT: [`crate::nat::CtKey`] → [`crate::nat::CtVal`] (LRU).
-pub const CT: &str = "LRT_CT_V1";
+/// Tracked flows, both directions: [`crate::ct::CtKey`] → [`crate::ct::CtEntry`] (LRU).
+pub const CT: &str = "LRT_CT_V2";
+/// Fragmented datagrams whose first fragment was accepted: [`crate::ct::FragKey`] →
+/// [`crate::ct::CtEntry`] (LRU).
+pub const FRAG: &str = "LRT_FRAG_V1";
 /// Addresses of the host, for 0.0.0.0 mappings.
 pub const LOCAL_ADDRS: &str = "LRT_LOCAL_ADDRS_V1";
 
-/// Settings of the datapath (`nat::CONFIG_*` slots).
+/// Settings of the datapath (`config::CONFIG_*` slots).
 pub const CONFIG: &str = "LRT_CONFIG_V1";
 /// Host sockets redirected by the socket hooks (socket cookie → `nat::SockRev`).
 pub const SOCK_REV: &str = "LRT_SOCK_REV_V1";
 
 /// Allowed new flows between containers (`policy::PolicyKey` → 1).
 pub const POLICY: &str = "LRT_POLICY_V1";
-/// Replies of allowed flows (`nat::CtKey` of the reply → 1, LRU).
-pub const POLICY_CT: &str = "LRT_POLICY_CT_V1";
 /// Container veths: host-side ifindex → `policy::Endpoint`.
 pub const ENDPOINTS: &str = "LRT_ENDPOINTS_V1";
-/// Container addresses (IP → ifindex).
+/// Container addresses (IP → host-side ifindex).
 pub const CONTAINER_IPS: &str = "LRT_CONTAINER_IPS_V1";
 
 /// Datapath events for `linkrt monitor` (ring buffer of `stats::Event`).
-pub const EVENTS: &str = "LRT_EVENTS_V1";
+pub const EVENTS: &str = "LRT_EVENTS_V2";
+
+/// Every map of the object (each pinned under `<bpffs>/maps/<NAME>`).
+pub const ALL_MAPS: [&str; 11] = [
+    STATS,
+    PORTMAP,
+    CT,
+    FRAG,
+    LOCAL_ADDRS,
+    CONFIG,
+    SOCK_REV,
+    POLICY,
+    ENDPOINTS,
+    CONTAINER_IPS,
+    EVENTS,
+];
 
 /// Program names (function names in `linkrt-ebpf`).
 pub const PROG_FROM_CONTAINER: &str = "lrt_from_container";
@@ -35,3 +51,8 @@ pub const PROG_UPLINK_OUT: &str = "lrt_uplink_out";
 pub const PROG_CONNECT4: &str = "lrt_connect4";
 pub const PROG_SENDMSG4: &str = "lrt_sendmsg4";
 pub const PROG_RECVMSG4: &str = "lrt_recvmsg4";
+
+/// The TC programs.
+pub const TC_PROGRAMS: [&str; 4] = [PROG_FROM_CONTAINER, PROG_TO_CONTAINER, PROG_UPLINK_IN, PROG_UPLINK_OUT];
+/// The cgroup socket hooks.
+pub const SOCK_PROGRAMS: [&str; 3] = [PROG_CONNECT4, PROG_SENDMSG4, PROG_RECVMSG4];

@@ -26,14 +26,5 @@ pub struct Endpoint {
 const _: () = assert!(core::mem::size_of::<PolicyKey>() == 12);
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 12);
 
-/// `CONFIG` slot: 1 = inter-container communication unrestricted (Docker's default `--icc=true`).
-pub const CONFIG_ICC: u32 = 1;
 pub const POLICY_MAX: u32 = 65_536;
 pub const ENDPOINTS_MAX: u32 = 4_096;
-
-#[cfg(feature = "user")]
-mod user {
-    // SAFETY: plain #[repr(C)] data with explicit padding.
-    unsafe impl aya::Pod for super::PolicyKey {}
-    unsafe impl aya::Pod for super::Endpoint {}
-}

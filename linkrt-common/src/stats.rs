@@ -1,39 +1,78 @@
-//! Datapath counters: one per-CPU `u64` slot per [`Counter`].
+//! Datapath metrics and drop reasons: one per-CPU `u64` slot each in `STATS`.
+//!
+//! Metrics use slots `0..DROP_BASE`, drop reasons `DROP_BASE..STATS_LEN` (as cilium's
+//! `metrics.h` keeps forwarded and dropped packets apart, and `drop.h` names every reason).
 
-/// Index into the `STATS` per-CPU array.
+/// A metric: index into the `STATS` per-CPU array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
     /// Packets seen leaving a container (host-side veth ingress).
     FromContainer = 0,
-    /// Packets seen entering a container (host-side veth egress).
+    /// Packets seen entering a container through the host's stack or the bridge (veth egress).
     ToContainer = 1,
     /// IPv4 packets.
     Ipv4 = 2,
-    /// Non-IPv4 frames (ARP, IPv6, ...).
+    /// Non-IPv4 frames passed (ARP; IPv6 and others only with ICC on or on uplinks).
     NonIpv4 = 3,
-    /// Frames too short for the headers they announce, or with an invalid IPv4 header length.
-    Malformed = 4,
     /// Packets to a published port rewritten to their container (DNAT).
-    Dnat = 5,
+    Dnat = 4,
     /// Replies rewritten back to the published address.
-    ReverseNat = 6,
-    /// IPv4 fragments other than the first (no L4 header; passed unchanged).
-    Fragment = 7,
+    ReverseNat = 5,
+    /// Non-first IPv4 fragments of a tracked datagram (translated like their first fragment).
+    Fragment = 6,
     /// Packets seen on host uplinks.
-    Uplink = 8,
+    Uplink = 7,
     /// Host sockets sent to a container at connect()/sendmsg() time.
-    SockLb = 9,
-    /// Dropped: a container-to-container flow no link allows.
-    DropPolicy = 10,
-    /// Dropped: a source IP or MAC (IPv4 or ARP) that is not the sending container's.
-    DropSpoof = 11,
-    /// Dropped: IPv6 from a container while inter-container traffic is restricted.
-    DropIpv6 = 12,
-    /// Allowed container-to-container packets (links, replies).
-    PolicyAllow = 13,
+    SockLb = 8,
+    /// Allowed container-to-container packets (links, replies, ICC on).
+    PolicyAllow = 9,
+    /// Packets delivered straight into a container (`bpf_redirect_peer`).
+    RedirectPeer = 10,
+    /// Replies sent straight to an uplink after a FIB lookup (`bpf_redirect`/`_neigh`).
+    RedirectFib = 11,
+    /// Tracked flows created (both directions at once, on the first packet).
+    CtCreate = 12,
+    /// Tracked flows closed by a TCP RST.
+    CtClose = 13,
 }
 
+/// Why a packet was dropped: index `DROP_BASE + code` into `STATS`, and `Event.reason`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Headers too short for what they announce, a bad IPv4 version/IHL, a bad ARP header.
+    Malformed = 0,
+    /// An 802.1Q/802.1ad tag (in the skb's metadata or in the frame), QinQ included.
+    Vlan = 1,
+    /// An ethertype other than IPv4 and ARP from a container with ICC off.
+    Ethertype = 2,
+    /// IPv6 from a container with ICC off (containers have no IPv6).
+    Ipv6 = 3,
+    /// A source MAC, IPv4 or ARP sender that is not the sending container's.
+    Spoof = 4,
+    /// A container-to-container flow that no link allows (ICC off).
+    Policy = 5,
+    /// Broadcast or multicast from a container with ICC off (other than DHCP-like to the host).
+    Broadcast = 6,
+    /// Routed from an uplink to a container: neither a published port nor a reply.
+    Direct = 7,
+    /// To 127.0.0.0/8 (or from it) on a non-loopback interface.
+    Loopback = 8,
+    /// A first fragment too short to hold its L4 header (ports, TCP flags).
+    FragTiny = 9,
+    /// A non-first fragment whose first fragment was not accepted.
+    FragOrphan = 10,
+    /// A checksum helper failed: the packet is not passed half rewritten.
+    Csum = 11,
+    /// A store helper failed: the packet is not passed half rewritten.
+    Write = 12,
+    /// A tracking entry could not be written.
+    CtCreate = 13,
+}
+
+/// First `STATS` slot of the drop reasons.
+pub const DROP_BASE: u32 = 32;
 /// Number of slots in the `STATS` map.
 pub const STATS_LEN: u32 = 64;
 
@@ -43,17 +82,22 @@ impl Counter {
         Counter::ToContainer,
         Counter::Ipv4,
         Counter::NonIpv4,
-        Counter::Malformed,
         Counter::Dnat,
         Counter::ReverseNat,
         Counter::Fragment,
         Counter::Uplink,
         Counter::SockLb,
-        Counter::DropPolicy,
-        Counter::DropSpoof,
-        Counter::DropIpv6,
         Counter::PolicyAllow,
+        Counter::RedirectPeer,
+        Counter::RedirectFib,
+        Counter::CtCreate,
+        Counter::CtClose,
     ];
+
+    /// The `STATS` slot.
+    pub const fn slot(self) -> u32 {
+        self as u32
+    }
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -61,19 +105,71 @@ impl Counter {
             Counter::ToContainer => "to_container",
             Counter::Ipv4 => "ipv4",
             Counter::NonIpv4 => "non_ipv4",
-            Counter::Malformed => "malformed",
             Counter::Dnat => "dnat",
             Counter::ReverseNat => "reverse_nat",
             Counter::Fragment => "fragment",
             Counter::Uplink => "uplink",
             Counter::SockLb => "sock_lb",
-            Counter::DropPolicy => "drop_policy",
-            Counter::DropSpoof => "drop_spoof",
-            Counter::DropIpv6 => "drop_ipv6",
             Counter::PolicyAllow => "policy_allow",
+            Counter::RedirectPeer => "redirect_peer",
+            Counter::RedirectFib => "redirect_fib",
+            Counter::CtCreate => "ct_create",
+            Counter::CtClose => "ct_close",
         }
     }
 }
+
+impl DropReason {
+    pub const ALL: [DropReason; 14] = [
+        DropReason::Malformed,
+        DropReason::Vlan,
+        DropReason::Ethertype,
+        DropReason::Ipv6,
+        DropReason::Spoof,
+        DropReason::Policy,
+        DropReason::Broadcast,
+        DropReason::Direct,
+        DropReason::Loopback,
+        DropReason::FragTiny,
+        DropReason::FragOrphan,
+        DropReason::Csum,
+        DropReason::Write,
+        DropReason::CtCreate,
+    ];
+
+    /// The `STATS` slot.
+    pub const fn slot(self) -> u32 {
+        DROP_BASE + self as u32
+    }
+
+    /// The name in `linkrt status` and `linkrt monitor` (cilium's `DROP_*`, in lower case).
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "drop_malformed",
+            DropReason::Vlan => "drop_vlan",
+            DropReason::Ethertype => "drop_ethertype",
+            DropReason::Ipv6 => "drop_ipv6",
+            DropReason::Spoof => "drop_spoof",
+            DropReason::Policy => "drop_policy",
+            DropReason::Broadcast => "drop_bcast",
+            DropReason::Direct => "drop_direct",
+            DropReason::Loopback => "drop_loopback",
+            DropReason::FragTiny => "drop_frag_tiny",
+            DropReason::FragOrphan => "drop_frag_orphan",
+            DropReason::Csum => "drop_csum",
+            DropReason::Write => "drop_write",
+            DropReason::CtCreate => "drop_ct_create",
+        }
+    }
+
+    /// The reason with this code (`Event.reason`).
+    pub fn from_code(code: u32) -> Option<DropReason> {
+        DropReason::ALL.iter().copied().find(|r| *r as u32 == code)
+    }
+}
+
+const _: () = assert!((Counter::CtClose as u32) < DROP_BASE);
+const _: () = assert!(DROP_BASE + (DropReason::CtCreate as u32) < STATS_LEN);
 
 /// One datapath event, written to the `EVENTS` ring buffer (`linkrt monitor`).
 /// Addresses and ports in network byte order.
@@ -82,7 +178,7 @@ impl Counter {
 pub struct Event {
     /// [`EVENT_DROP`] or [`EVENT_NAT`].
     pub kind: u8,
-    /// For drops, the [`Counter`] of the reason.
+    /// For drops, the [`DropReason`] code.
     pub reason: u8,
     pub proto: u8,
     pub _pad: u8,
@@ -90,10 +186,11 @@ pub struct Event {
     pub daddr: u32,
     pub sport: u16,
     pub dport: u16,
-    /// For NAT: the container the flow was sent to.
+    /// For NAT: the container the flow was sent to. For drops: the ifindex it arrived on.
     pub nat_addr: u32,
     pub nat_port: u16,
-    pub _pad2: u16,
+    /// For drops: the ethertype (host order).
+    pub ethertype: u16,
 }
 
 pub const EVENT_DROP: u8 = 1;
@@ -101,14 +198,3 @@ pub const EVENT_NAT: u8 = 2;
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 
 const _: () = assert!(core::mem::size_of::<Event>() == 24);
-
-impl Counter {
-    /// The counter with this index, for decoding events.
-    pub fn from_index(i: u32) -> Option<Counter> {
-        Counter::ALL.iter().copied().find(|c| *c as u32 == i)
-    }
-}
-
-#[cfg(feature = "user")]
-// SAFETY: plain #[repr(C)] data with explicit padding.
-unsafe impl aya::Pod for Event {}

@@ -1,8 +1,141 @@
+//! linkrt's eBPF datapath. Entry points only: each turns a module's `Result<Verdict,
+//! DropReason>` into an action, or into a drop with its counter and a `linkrt monitor` event
+//! (aya-template's `try_` pattern, cilium's `drop.h`).
+//!
+//! - `lrt_from_container` / `lrt_to_container`: a container veth's host side, ingress/egress.
+//! - `lrt_uplink_in` / `lrt_uplink_out`: every other interface of the host.
+//! - `lrt_connect4` / `lrt_sendmsg4` / `lrt_recvmsg4`: host processes (cgroup socket hooks).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
-mod prog;
+mod conntrack;
+#[cfg(target_arch = "bpf")]
+mod ct_hit;
+#[cfg(target_arch = "bpf")]
+mod frag;
+#[cfg(target_arch = "bpf")]
+mod fwd;
+#[cfg(target_arch = "bpf")]
+mod icmp;
+#[cfg(target_arch = "bpf")]
+mod l2;
+#[cfg(target_arch = "bpf")]
+mod lxc;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod nat;
+#[cfg(target_arch = "bpf")]
+mod netdev;
+#[cfg(target_arch = "bpf")]
+mod parse;
+#[cfg(target_arch = "bpf")]
+mod policy;
+#[cfg(target_arch = "bpf")]
+mod sock;
+
+#[cfg(target_arch = "bpf")]
+mod entry {
+    use aya_ebpf::{
+        bindings::TC_ACT_SHOT,
+        macros::{cgroup_sock_addr, classifier},
+        programs::{SockAddrContext, TcContext},
+    };
+    use linkrt_common::{DropReason, EVENT_DROP, Event};
+
+    use crate::{
+        fwd::Verdict,
+        maps::{count_drop, emit},
+        parse::{IP_DADDR, Meta},
+    };
+
+    /// A drop: its reason's counter and an event for `linkrt monitor`.
+    #[inline(always)]
+    fn drop_with(ctx: &TcContext, r: DropReason, m: &Meta) -> i32 {
+        count_drop(r);
+        emit(&Event {
+            kind: EVENT_DROP,
+            reason: r as u8,
+            proto: m.proto,
+            _pad: 0,
+            saddr: m.saddr,
+            daddr: m.daddr,
+            sport: m.sport,
+            dport: m.dport,
+            // SAFETY: reading a field of the program's own context.
+            nat_addr: unsafe { (*ctx.skb.skb).ifindex },
+            nat_port: 0,
+            ethertype: m.ethertype,
+        });
+        TC_ACT_SHOT
+    }
+
+    #[inline(always)]
+    fn run(mut ctx: TcContext, f: fn(&mut TcContext, &mut Meta) -> Result<Verdict, DropReason>) -> i32 {
+        let mut m = Meta::default();
+        let v = match f(&mut ctx, &mut m) {
+            Ok(v) => v,
+            Err(reason) => return drop_with(&ctx, reason, &m),
+        };
+        // Redirected into a container: its MAC follows from the (translated) destination.
+        let mut daddr = 0;
+        if v.is_peer() {
+            match ctx.load::<u32>(IP_DADDR) {
+                Ok(a) => daddr = a,
+                Err(_) => return drop_with(&ctx, DropReason::Malformed, &m),
+            }
+        }
+        match v.act(&mut ctx, daddr) {
+            Ok(action) => action,
+            Err(reason) => drop_with(&ctx, reason, &m),
+        }
+    }
+
+    #[classifier]
+    pub fn lrt_from_container(ctx: TcContext) -> i32 {
+        run(ctx, crate::lxc::from_container)
+    }
+
+    #[classifier]
+    pub fn lrt_to_container(ctx: TcContext) -> i32 {
+        run(ctx, crate::lxc::to_container)
+    }
+
+    #[classifier]
+    pub fn lrt_uplink_in(ctx: TcContext) -> i32 {
+        run(ctx, crate::netdev::uplink_in)
+    }
+
+    #[classifier]
+    pub fn lrt_uplink_out(ctx: TcContext) -> i32 {
+        run(ctx, crate::netdev::uplink_out)
+    }
+
+    #[cgroup_sock_addr(connect4)]
+    pub fn lrt_connect4(ctx: SockAddrContext) -> i32 {
+        crate::sock::dnat(&ctx)
+    }
+
+    #[cgroup_sock_addr(sendmsg4)]
+    pub fn lrt_sendmsg4(ctx: SockAddrContext) -> i32 {
+        crate::sock::dnat(&ctx)
+    }
+
+    #[cgroup_sock_addr(recvmsg4)]
+    pub fn lrt_recvmsg4(ctx: SockAddrContext) -> i32 {
+        crate::sock::recvmsg(&ctx)
+    }
+
+    #[panic_handler]
+    fn panic(_info: &core::panic::PanicInfo) -> ! {
+        loop {}
+    }
+
+    #[unsafe(link_section = "license")]
+    #[unsafe(no_mangle)]
+    static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+}
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -1,7 +1,9 @@
 //! linkrt: Docker's legacy links and port publishing, with an eBPF datapath.
 //!
 //! The library returns data and never prints; the `linkrt` binary formats it.
-pub mod bpf;
+pub mod datapath;
+/// The old name of [`datapath`], kept for the callers of the lifecycle.
+pub use datapath as bpf;
 pub mod config;
 pub mod error;
 pub mod exec;

@@ -393,7 +393,10 @@ impl Drop for Host {
         let ids = self
             .command(&["ps", "-aq", "--no-trunc"])
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .map(|o| {
+                eprintln!("DBG ps: {:?}", o);
+                String::from_utf8_lossy(&o.stdout).into_owned()
+            })
             .unwrap_or_default();
         for id in ids.split_whitespace() {
             let _ = self.command(&["rm", "-f", id]).output();
@@ -511,4 +514,154 @@ pub fn udp_echo_script(port: u16) -> String {
     format!(
         "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('',{port}))\nwhile True:\n d,a=s.recvfrom(2048)\n s.sendto(b'echo:'+d,a)"
     )
+}
+
+// ---- Attack probes (issue 11). Frames are built with [`pkt`] (the same frames as the
+// BPF_PROG_TEST_RUN suite) and sent by python3 with an AF_PACKET socket: CAP_NET_RAW is all a
+// probe needs, as in a container with Docker's default capabilities. Scripts are inline.
+
+/// Docker's MAC of a container address: `02:42` and the four bytes.
+pub fn container_mac(ip: &str) -> [u8; 6] {
+    let o = ip.parse::<std::net::Ipv4Addr>().expect("IPv4").octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// A python3 program that sends `frames` as they are on `ifname`.
+pub fn raw_send_script(ifname: &str, frames: &[Vec<u8>]) -> String {
+    let hex: Vec<String> = frames
+        .iter()
+        .map(|f| f.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    format!(
+        "import socket,binascii,time\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns.bind(('{ifname}',0))\nfor h in '{}'.split():\n s.send(binascii.unhexlify(h))\n time.sleep(0.01)",
+        hex.join(" ")
+    )
+}
+
+/// A python3 program that sends `frames` on `ifname`, then waits up to 2 s for a TCP segment
+/// from `from_ip`:`from_port` with SYN and ACK set, and prints `synack` or `none`.
+pub fn raw_syn_probe_script(ifname: &str, frames: &[Vec<u8>], from_ip: &str, from_port: u16) -> String {
+    // The capture socket is open before the first frame leaves.
+    let send = raw_send_script(ifname, frames).replacen(
+        "s=socket.socket",
+        &format!(
+            "r=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(3))\nr.bind(('{ifname}',0))\ns=socket.socket"
+        ),
+        1,
+    );
+    format!(
+        "{send}\nr.settimeout(0.2)\nend=time.time()+2\nsrc=socket.inet_aton('{from_ip}')\nseen='none'\nwhile time.time()<end and seen=='none':\n try:\n  f=r.recv(2048)\n except socket.timeout:\n  continue\n if f[12:14]==b'\\x08\\x00' and f[23]==6 and f[26:30]==src:\n  l4=14+(f[14]&15)*4\n  if int.from_bytes(f[l4:l4+2],'big')=={from_port} and f[l4+13]&0x12==0x12:\n   seen='synack'\nprint(seen)"
+    )
+}
+
+/// A UDP server (python3) that prints every datagram it gets, payload then source, one line
+/// each, flushed (`linkrt logs` shows them).
+pub fn udp_logger_script(port: u16) -> String {
+    format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('',{port}))\nwhile True:\n d,a=s.recvfrom(65535)\n print(d[:64].decode(errors='replace'),len(d),a[0],flush=True)"
+    )
+}
+
+/// A UDP echo server (python3) for datagrams of any size: replies `echo:` + the datagram.
+pub fn udp_big_echo_script(port: u16) -> String {
+    format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('',{port}))\nwhile True:\n d,a=s.recvfrom(65535)\n s.sendto(b'echo:'+d,a)"
+    )
+}
+
+/// A python3 program that sends one UDP datagram (broadcast allowed) to `ip:port`.
+pub fn udp_send_script(ip: &str, port: u16, msg: &str) -> String {
+    format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_BROADCAST,1)\ns.sendto(b'{msg}',('{ip}',{port}))"
+    )
+}
+
+/// A python3 program: one TCP connection attempt (1 s), exit 0 if it connects.
+pub fn tcp_connect_script(ip: &str, port: u16) -> String {
+    format!("import socket\ns=socket.socket()\ns.settimeout(1)\ns.connect(('{ip}',{port}))")
+}
+
+impl Host {
+    /// A container's address.
+    pub fn ip_of(&self, name: &str) -> String {
+        self.inspect(name, "{{.NetworkSettings.IPAddress}}")
+    }
+
+    /// The MAC of the bridge (the containers' gateway) in this host.
+    pub fn bridge_mac(&self) -> [u8; 6] {
+        let o = self.ns.exec(&["cat", "/sys/class/net/linkrt0/address"]);
+        let s = String::from_utf8_lossy(&o.stdout);
+        let v: Vec<u8> = s
+            .trim()
+            .split(':')
+            .map(|p| u8::from_str_radix(p, 16).unwrap())
+            .collect();
+        v.try_into().expect("a MAC")
+    }
+
+    /// `linkrt exec NAME python3 -c SCRIPT`: true if it exited 0.
+    pub fn py(&self, name: &str, script: &str) -> Out {
+        self.linkrt(&["exec", name, "python3", "-c", script])
+    }
+
+    /// Whether `linkrt logs NAME` has a line starting with `marker`, waiting up to `secs`.
+    pub fn logged(&self, name: &str, marker: &str, secs: u64) -> bool {
+        let start = std::time::Instant::now();
+        loop {
+            let logs = self.linkrt(&["logs", name]).stdout;
+            if logs.lines().any(|l| l.starts_with(marker)) {
+                return true;
+            }
+            if start.elapsed().as_secs() >= secs {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Where this host's bpffs is mounted (`cfg.bpffs` is a directory inside it).
+    pub fn bpffs_mount(&self) -> PathBuf {
+        self.t.cfg.bpffs.parent().expect("bpffs dir has a parent").to_path_buf()
+    }
+
+    /// Every counter of `linkrt status` (metrics and drops).
+    pub fn counters(&self) -> std::collections::HashMap<String, u64> {
+        let st = self.ok(&["status"]);
+        st.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let (n, v) = (w.next()?, w.next()?);
+                Some((n.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+/// A process killed (with its process group) on drop.
+pub struct Bg(pub std::process::Child);
+
+impl Bg {
+    /// Spawns `cmd` in namespace `ns`, output discarded.
+    pub fn spawn_in(ns: &NetNs, cmd: &[&str]) -> Bg {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .args(cmd)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        Bg(child)
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Adds the route of a "LAN" machine to the host's containers (via the host's uplink).
+pub fn route_to_bridge(c: &Client) {
+    c.ns.exec(&["ip", "route", "add", "172.17.0.0/16", "via", HOST_IP]);
 }

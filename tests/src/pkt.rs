@@ -173,3 +173,85 @@ pub fn icmp_error_ok(f: &[u8]) -> bool {
         && csum_fold(csum_add(&f[34..], 0)) == 0
         && csum_fold(csum_add(&f[42..62], 0)) == 0
 }
+
+pub const PROTO_ICMP: u8 = 1;
+/// The source MAC of every frame built here.
+pub const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// The frame with other MAC addresses.
+pub fn with_macs(mut f: Vec<u8>, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
+    f[..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f
+}
+
+/// The frame with an 802.1Q/802.1ad tag (`tpid`, VLAN `vid`) inserted after the MACs; call
+/// twice for QinQ.
+pub fn tagged(f: &[u8], tpid: u16, vid: u16) -> Vec<u8> {
+    let mut t = f[..12].to_vec();
+    t.extend_from_slice(&tpid.to_be_bytes());
+    t.extend_from_slice(&vid.to_be_bytes());
+    t.extend_from_slice(&f[12..]);
+    t
+}
+
+/// An Ethernet/IPv4 ARP frame (op 1 request, 2 reply) from `sha`/`spa` about `tpa`.
+pub fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
+    f.extend_from_slice(&op.to_be_bytes());
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tpa.octets());
+    f
+}
+
+/// An ICMP echo request (or reply) with identifier `id`.
+pub fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr, id: u16, request: bool) -> Vec<u8> {
+    let mut m = vec![if request { 8 } else { 0 }, 0, 0, 0];
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0, 1, b'p', b'i', b'n', b'g']);
+    let c = csum_fold(csum_add(&m, 0));
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    frame(src, dst, PROTO_ICMP, &m)
+}
+
+/// The IPv4 fragments of a frame built here: the first carries `first` bytes of the IP
+/// payload (a multiple of 8 unless it is all), the rest follow in one or more fragments of
+/// `rest` bytes. All carry IP id `id`.
+pub fn fragments(f: &[u8], id: u16, first: usize, rest: usize) -> Vec<Vec<u8>> {
+    let payload = &f[34..];
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let n = if off == 0 { first } else { rest }.min(payload.len() - off);
+        let more = off + n < payload.len();
+        let mut ip = f[14..34].to_vec();
+        let total = 20 + n;
+        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&id.to_be_bytes());
+        let fl = ((off / 8) as u16) | if more { 0x2000 } else { 0 };
+        ip[6..8].copy_from_slice(&fl.to_be_bytes());
+        ip[10..12].copy_from_slice(&[0, 0]);
+        let c = csum_fold(csum_add(&ip, 0));
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut fr = f[..14].to_vec();
+        fr.extend_from_slice(&ip);
+        fr.extend_from_slice(&payload[off..off + n]);
+        out.push(fr);
+        off += n;
+    }
+    out
+}
+
+/// Whether the IPv4 header checksum of a frame is valid.
+pub fn ip_csum_ok(f: &[u8]) -> bool {
+    csum_fold(csum_add(&f[14..34], 0)) == 0
+}
+
+/// Reassembles fragments built by [`fragments`] (in order) into the IP payload.
+pub fn reassemble(frags: &[Vec<u8>]) -> Vec<u8> {
+    frags.iter().flat_map(|f| f[34..].to_vec()).collect()
+}

@@ -30,7 +30,8 @@ fn programs_attached_to_a_veth_see_real_traffic() {
     let stats: std::collections::HashMap<_, _> = bpf::stats(&t.cfg).unwrap().into_iter().collect();
     assert!(stats["from_container"] >= 3, "{stats:?}");
     assert!(stats["to_container"] >= 3, "{stats:?}");
-    assert!(stats["ipv4"] >= 6, "{stats:?}");
+    // What a container receives from the host is counted, not parsed (issue 11).
+    assert!(stats["ipv4"] >= 3, "{stats:?}");
 
     // Re-attaching (a new CLI call) updates the pinned links in place.
     let cfg = t.cfg.clone();

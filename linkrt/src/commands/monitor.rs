@@ -14,7 +14,7 @@ pub fn monitor(cfg: &Config, a: MonitorArgs) -> CmdResult {
     let mut seen = 0usize;
     let mut out = std::io::stdout();
     loop {
-        for ev in r.next_events(Duration::from_millis(200)) {
+        for ev in r.next_events(Duration::from_millis(200)).map_err(Failure::cli)? {
             let _ = writeln!(out, "{ev}");
             seen += 1;
             if a.count.is_some_and(|n| seen >= n) {

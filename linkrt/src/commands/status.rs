@@ -1,10 +1,14 @@
-use linkrt::{Config, bpf};
+use linkrt::{Config, bpf, state::Store};
 use linkrt_common::maps;
 
 use super::{CmdResult, Failure};
 
+/// `linkrt status`: reads only (it never heals, so a degraded datapath shows as such).
 pub fn status(cfg: &Config) -> CmdResult {
+    let all = Store::new(cfg).all().map_err(Failure::cli)?;
+    let want = bpf::Wanted::from_containers(cfg, &all).map_err(Failure::cli)?;
     println!("bpffs:      {}", cfg.bpffs.display());
+    println!("datapath:   {}", bpf::check(cfg, &want));
     let ifs = bpf::attached_interfaces(cfg);
     println!(
         "attached:   {} interface(s){}{}",
@@ -35,12 +39,19 @@ pub fn status(cfg: &Config) -> CmdResult {
         println!("runtime:    {name}: {what}");
     }
     println!("cgroups:    {}", linkrt::oci::cgroup::Layout::detect().describe());
+    println!(
+        "gateway:    {}",
+        match bpf::saved_gateway_mode(cfg) {
+            bpf::GatewayMode::Nat => "nat (published ports only; routed access dropped)",
+            bpf::GatewayMode::Routed => "routed (other machines may route to containers)",
+        }
+    );
     println!("maps:");
     for name in [
         maps::PORTMAP,
         maps::CT,
+        maps::FRAG,
         maps::POLICY,
-        maps::POLICY_CT,
         maps::ENDPOINTS,
         maps::LOCAL_ADDRS,
     ] {
@@ -51,8 +62,13 @@ pub fn status(cfg: &Config) -> CmdResult {
     }
     match bpf::stats(cfg) {
         Ok(stats) => {
+            let (drops, metrics): (Vec<_>, Vec<_>) = stats.into_iter().partition(|(n, _)| n.starts_with("drop_"));
             println!("counters:");
-            for (name, v) in stats {
+            for (name, v) in metrics {
+                println!("  {name:<16} {v}");
+            }
+            println!("drops:");
+            for (name, v) in drops {
                 println!("  {name:<16} {v}");
             }
         }

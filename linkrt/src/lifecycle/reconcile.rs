@@ -147,6 +147,12 @@ pub fn reconcile(store: &Store, lock: &Lock) -> Result<Snapshot> {
         warn("the index", "the state directory", want.save(cfg));
     }
     snap.index = want;
+    // The datapath outlives the CLI in bpffs pins: put back whatever was lost, before any
+    // other work (issue 11).
+    match crate::bpf::Wanted::from_containers(cfg, &snap.containers) {
+        Ok(want) => warn("the datapath", "the host", crate::bpf::heal(cfg, &want).map(drop)),
+        Err(e) => log::warn!("reading what the datapath should hold: {e}"),
+    }
     warn("the link policy", "the datapath", policy::sync(cfg, &snap.containers));
     Ok(snap)
 }

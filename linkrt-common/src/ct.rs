@@ -1,0 +1,80 @@
+//! The datapath's own connection tracking (`CT`, an LRU hash) and fragment tracking (`FRAG`).
+//!
+//! Each tracked flow has two entries, one per direction, each keyed by the packet exactly as
+//! the program that looks it up sees it, so an established packet costs one lookup. Both are
+//! written when the first packet of the flow is accepted (a miss), never on later packets.
+//! Addresses and ports in network byte order.
+
+/// A flow as one packet carries it: `CT` key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    /// For ICMP echo: the identifier in `sport` (request) or `dport` (reply).
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+impl CtKey {
+    /// The key of the packets that answer this one.
+    pub const fn reversed(&self) -> CtKey {
+        CtKey {
+            saddr: self.daddr,
+            daddr: self.saddr,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// A request to a published port: destination becomes `addr:port` (and, with [`CT_F_SNAT`],
+/// the source becomes `addr2`, for a container reaching its own published port).
+pub const CT_DNAT: u8 = 1;
+/// A reply of a published flow: source becomes `addr:port` (and, with [`CT_F_SNAT`], the
+/// destination becomes `addr2`).
+pub const CT_REVNAT: u8 = 2;
+/// An allowed flow without translation (a link, a reply, a container's own connection out).
+pub const CT_ALLOW: u8 = 3;
+
+/// The entry also rewrites the other address (`addr2`).
+pub const CT_F_SNAT: u8 = 1;
+
+/// What to do with a packet of a tracked flow: `CT` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    /// `CT_DNAT`, `CT_REVNAT` or `CT_ALLOW`.
+    pub kind: u8,
+    /// `CT_F_*`.
+    pub flags: u8,
+    pub port: u16,
+    pub addr: u32,
+    pub addr2: u32,
+    /// Where the packet goes: the host-side veth of the destination container (delivered with
+    /// `bpf_redirect_peer`), or 0 for the host's stack / the uplink.
+    pub ifindex: u32,
+}
+
+/// An IPv4 datagram being fragmented: `FRAG` key. Addresses as the first fragment arrived.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub id: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<CtKey>() == 16);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 16);
+const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
+
+pub const CT_MAX: u32 = 262_144;
+/// Fragmented datagrams in flight (the first fragment's verdict, `FRAG` value: a [`CtEntry`]).
+pub const FRAG_MAX: u32 = 8_192;

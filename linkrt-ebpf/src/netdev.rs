@@ -1,0 +1,122 @@
+//! The programs on the host's other interfaces (cilium's `bpf_host.c`): published ports and
+//! replies come in, containers' connections and (fallback) replies go out.
+//!
+//! From an uplink, only published flows and replies to connections that containers opened
+//! reach a container (`drop_direct` for the rest, ping included), unless the routed mode is
+//! on. Nothing to 127.0.0.0/8 is translated or passed.
+use aya_ebpf::programs::TcContext;
+use linkrt_common::{Counter, DropReason};
+
+use crate::{
+    conntrack,
+    ct_hit::{self, At},
+    frag,
+    fwd::Verdict,
+    icmp,
+    maps::{CONTAINER_IPS, count, get},
+    nat,
+    parse::{self, ETH_P_IP, Frag, Meta, Pkt},
+    policy,
+};
+
+/// Parses the IPv4 packet of an uplink frame into `p`; false for anything else (the host's
+/// business).
+#[inline(always)]
+fn ipv4(ctx: &TcContext, m: &mut Meta, p: &mut Pkt) -> Result<bool, DropReason> {
+    count(Counter::Uplink);
+    // A tagged frame goes to a VLAN device, which is an uplink with these programs too.
+    if parse::vlan_present(ctx, m) || parse::eth(ctx, m).map(|e| e.proto) != Ok(ETH_P_IP) {
+        count(Counter::NonIpv4);
+        return Ok(false);
+    }
+    match parse::ipv4(ctx, m, p) {
+        Ok(()) => {
+            count(Counter::Ipv4);
+            if policy::is_loopback(p.daddr) || policy::is_loopback(p.saddr) {
+                return Err(DropReason::Loopback);
+            }
+            Ok(true)
+        }
+        Err(DropReason::FragTiny) => Err(DropReason::FragTiny),
+        // Malformed: the host's stack drops it, and it reaches no container.
+        Err(_) => Ok(false),
+    }
+}
+
+/// Whether `a` is a container's side of the bridge (the gateway is the host's).
+#[inline(always)]
+fn behind_bridge(a: u32) -> bool {
+    policy::in_subnet(a) && a != policy::gateway()
+}
+
+pub fn uplink_in(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReason> {
+    let mut p = Pkt::default();
+    if !ipv4(ctx, m, &mut p)? {
+        return Ok(Verdict::Pass);
+    }
+    if let Frag::Later { .. } = p.frag {
+        return match frag::follow(&p) {
+            Some(e) => {
+                count(Counter::Fragment);
+                ct_hit::deliver(ctx, &p, &e, At::UplinkIn)
+            }
+            None if behind_bridge(p.daddr) => Err(DropReason::FragOrphan),
+            None => Ok(Verdict::Pass),
+        };
+    }
+    let key = p.key();
+    if let Some(e) = conntrack::lookup(&key) {
+        return ct_hit::established(ctx, &p, &key, &e, At::UplinkIn);
+    }
+    if let Some(to) = nat::dnat_new(ctx, &p, 0)? {
+        return Ok(if to == 0 { Verdict::Pass } else { Verdict::Peer(to) });
+    }
+    if !behind_bridge(p.daddr) {
+        return Ok(Verdict::Pass);
+    }
+    if !policy::routed() {
+        return Err(DropReason::Direct);
+    }
+    // Routed mode (Docker's gateway_mode_ipv4=routed): tracked like a link.
+    match get(&CONTAINER_IPS, &p.daddr) {
+        Some(to) => {
+            let e = conntrack::create_allow(&p, to, 0)?;
+            frag::remember(&p, &e);
+            Ok(Verdict::Peer(to))
+        }
+        None => Ok(Verdict::Pass),
+    }
+}
+
+pub fn uplink_out(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReason> {
+    let mut p = Pkt::default();
+    if !ipv4(ctx, m, &mut p)? {
+        return Ok(Verdict::Pass);
+    }
+    if let Frag::Later { .. } = p.frag {
+        if let Some(e) = frag::follow(&p) {
+            count(Counter::Fragment);
+            return ct_hit::deliver(ctx, &p, &e, At::UplinkOut);
+        }
+        return Ok(Verdict::Pass);
+    }
+    if p.is_icmp_error()
+        && let Some(q) = icmp::quoted(ctx, &p)
+        && let Some(e) = conntrack::lookup(&q.key)
+    {
+        icmp::icmp_error(ctx, &p, &q, &e)?;
+        return Ok(Verdict::Pass);
+    }
+    let key = p.key();
+    if let Some(e) = conntrack::lookup(&key) {
+        return ct_hit::established(ctx, &p, &key, &e, At::UplinkOut);
+    }
+    // A container's own connection out: its replies may come back in (not `drop_direct`).
+    if p.trackable()
+        && let Some(from) = get(&CONTAINER_IPS, &p.saddr)
+    {
+        let e = conntrack::create_allow(&p, 0, from)?;
+        frag::remember(&p, &e);
+    }
+    Ok(Verdict::Pass)
+}

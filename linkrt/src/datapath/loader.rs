@@ -1,0 +1,309 @@
+//! Loading, pinning and attaching the eBPF programs.
+//!
+//! linkrt is daemonless: maps are pinned under `<bpffs>/maps` and TCX links under
+//! `<bpffs>/links`, so the datapath keeps running after the CLI exits.
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{
+        CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType,
+        links::{FdLink, LinkError, PinnedLink},
+        tc::TcAttachOptions,
+    },
+};
+use linkrt_common::maps;
+
+use super::maps::{Pinned, write_static_config};
+use crate::{
+    config::Config,
+    error::{Error, Result},
+};
+
+/// The eBPF object built by `cargo xtask build` (empty when it was not built).
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linkrt-ebpf.o"));
+
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+/// The raw eBPF object, for tests that load it themselves (BPF_PROG_TEST_RUN).
+pub fn object() -> Result<&'static [u8]> {
+    if EBPF_OBJECT.is_empty() {
+        Err(Error::EbpfNotBuilt)
+    } else {
+        Ok(EBPF_OBJECT)
+    }
+}
+
+/// Makes sure `dir` is a directory on a bpffs, mounting a bpffs there if it is not.
+pub fn ensure_bpffs(dir: &Path) -> Result<()> {
+    // The standard place: mount the system's bpffs first when nobody did (minimal systems).
+    let sys = Path::new("/sys/fs/bpf");
+    if dir.starts_with(sys) && sys.is_dir() && !is_bpffs(sys).unwrap_or(false) {
+        nix::mount::mount(
+            Some("bpf"),
+            sys,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            Some("mode=0700"),
+        )
+        .map_err(|e| Error::io("mounting bpffs on", sys, e.into()))?;
+    }
+    crate::state::create_private_dir(dir)?;
+    if is_bpffs(dir)? {
+        // Root-only, also when the directory already existed.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io("chmod", dir, e))?;
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("bpf"),
+        dir,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        Some("mode=0700"),
+    )
+    .map_err(|e| Error::io("mounting bpffs on", dir, e.into()))
+}
+
+pub(super) fn is_bpffs(dir: &Path) -> Result<bool> {
+    let st = nix::sys::statfs::statfs(dir).map_err(|e| Error::io("statfs", dir, e.into()))?;
+    Ok(st.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+}
+
+/// Direction of a TC attachment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Ingress,
+    Egress,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 2] = [Hook::Ingress, Hook::Egress];
+
+    fn attach_type(self) -> TcAttachType {
+        match self {
+            Hook::Ingress => TcAttachType::Ingress,
+            Hook::Egress => TcAttachType::Egress,
+        }
+    }
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Hook::Ingress => "in",
+            Hook::Egress => "out",
+        }
+    }
+}
+
+/// What an interface is to the datapath.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The host side of a container's veth.
+    Container,
+    /// Any other interface of the host (where published ports are reached from outside).
+    Uplink,
+}
+
+impl Role {
+    fn program(self, hook: Hook) -> &'static str {
+        match (self, hook) {
+            (Role::Container, Hook::Ingress) => maps::PROG_FROM_CONTAINER,
+            (Role::Container, Hook::Egress) => maps::PROG_TO_CONTAINER,
+            (Role::Uplink, Hook::Ingress) => maps::PROG_UPLINK_IN,
+            (Role::Uplink, Hook::Egress) => maps::PROG_UPLINK_OUT,
+        }
+    }
+}
+
+/// A loaded datapath: programs verified and ready to attach, maps shared through bpffs pins.
+pub struct Datapath {
+    ebpf: Ebpf,
+    cfg: Config,
+}
+
+impl Datapath {
+    /// Loads the programs, reusing (or creating) the pinned maps, and writes the settings the
+    /// datapath owns (subnet, gateway, gateway mode) into `CONFIG`.
+    pub fn load(cfg: &Config) -> Result<Self> {
+        let obj = object()?;
+        ensure_bpffs(&cfg.bpffs)?;
+        for d in [cfg.maps_dir(), cfg.links_dir()] {
+            crate::state::create_private_dir(&d)?;
+        }
+        let mut ebpf = EbpfLoader::new().default_map_pin_directory(cfg.maps_dir()).load(obj)?;
+        for name in maps::TC_PROGRAMS {
+            prog(&mut ebpf, name)?
+                .load()
+                .map_err(|source| Error::Program { name, source })?;
+        }
+        for name in maps::SOCK_PROGRAMS {
+            sock_prog(&mut ebpf, name)?
+                .load()
+                .map_err(|source| Error::Program { name, source })?;
+        }
+        write_static_config(&Pinned::new(cfg))?;
+        Ok(Datapath { ebpf, cfg: cfg.clone() })
+    }
+
+    /// Attaches the programs of `role` to `ifname` (in the calling thread's netns) with TCX,
+    /// pinning the links. An existing pinned link is updated in place (atomic replacement).
+    pub fn attach(&mut self, ifname: &str, role: Role) -> Result<()> {
+        for hook in Hook::ALL {
+            let pin = link_pin(&self.cfg, ifname, hook);
+            let name = role.program(hook);
+            let p = prog(&mut self.ebpf, name)?;
+            let perr = |source| Error::Program { name, source };
+            let existing = if pin.exists() {
+                PinnedLink::from_pin(&pin).ok()
+            } else {
+                None
+            };
+            // In place when the pinned link is alive; a link whose interface was deleted (and
+            // perhaps made again under the same name) cannot be updated: attach anew.
+            let updated = match existing {
+                Some(old) => {
+                    let link = FdLink::from(old).try_into().map_err(|e: LinkError| link_err(&pin, e))?;
+                    p.attach_to_link(link).ok()
+                }
+                None => None,
+            };
+            let id = match updated {
+                Some(id) => id,
+                None => {
+                    remove_pin(&pin)?;
+                    p.attach_with_options(
+                        ifname,
+                        hook.attach_type(),
+                        TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    )
+                    .map_err(perr)?
+                }
+            };
+            let link = p.take_link(id).map_err(perr)?;
+            let fd: FdLink = link.try_into().map_err(|e: LinkError| link_err(&pin, e))?;
+            // Re-pinning an updated link: the old pin file still names the same link.
+            remove_pin(&pin)?;
+            fd.pin(&pin).map_err(|source| Error::Pin {
+                path: pin.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the socket hooks (host-local access to published ports) to `cgroup`, once, and
+    /// scopes them to the calling thread's network namespace.
+    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<()> {
+        Pinned::new(&self.cfg).set_config(linkrt_common::config::CONFIG_NETNS_COOKIE, netns_cookie()?)?;
+        let dir = fs::File::open(cgroup).map_err(|e| Error::io("opening cgroup", cgroup, e))?;
+        for name in maps::SOCK_PROGRAMS {
+            let pin = cgroup_pin(&self.cfg, name);
+            if PinnedLink::from_pin(&pin).is_ok() {
+                continue;
+            }
+            remove_pin(&pin)?;
+            let p = sock_prog(&mut self.ebpf, name)?;
+            let perr = |source| Error::Program { name, source };
+            // A bpf_link (kernel >= 5.7) always coexists with other programs on the cgroup.
+            let id = p.attach(&dir, CgroupAttachMode::Single).map_err(perr)?;
+            let link = p.take_link(id).map_err(perr)?;
+            let fd: FdLink = link.try_into().map_err(|e: LinkError| link_err(&pin, e))?;
+            fd.pin(&pin).map_err(|source| Error::Pin {
+                path: pin.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn link_err(pin: &Path, e: LinkError) -> Error {
+    Error::sys(format!("eBPF link {}: {e}", pin.display()))
+}
+
+fn remove_pin(pin: &Path) -> Result<()> {
+    match fs::remove_file(pin) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("unpinning", pin, e)),
+    }
+}
+
+/// bpffs forbids dots in names, hence `<ifname>_in` / `<ifname>_out`.
+pub(super) fn link_pin(cfg: &Config, ifname: &str, hook: Hook) -> PathBuf {
+    cfg.links_dir().join(format!("{ifname}_{}", hook.suffix()))
+}
+
+pub(super) fn cgroup_pin(cfg: &Config, prog: &str) -> PathBuf {
+    cfg.links_dir().join(format!("cgroup_{prog}"))
+}
+
+fn sock_prog<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut CgroupSockAddr> {
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| Error::sys(format!("program {name} missing from the eBPF object")))?;
+    p.try_into().map_err(|source| Error::Program { name, source })
+}
+
+fn prog<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier> {
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| Error::sys(format!("program {name} missing from the eBPF object")))?;
+    p.try_into().map_err(|source| Error::Program { name, source })
+}
+
+/// The network namespace cookie of the calling thread's namespace.
+pub fn netns_cookie() -> Result<u64> {
+    use std::os::fd::AsRawFd;
+    let sock =
+        std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| Error::io("creating a socket in", "the host netns", e))?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: SO_NETNS_COOKIE writes a u64.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(Error::io(
+            "SO_NETNS_COOKIE of",
+            "a host socket",
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(cookie)
+}
+
+/// Removes the pinned links of `ifname`; the kernel detaches them (the interface may be gone).
+pub fn detach(cfg: &Config, ifname: &str) -> Result<()> {
+    for hook in Hook::ALL {
+        remove_pin(&link_pin(cfg, ifname, hook))?;
+    }
+    Ok(())
+}
+
+/// Names of the interfaces that have pinned links.
+pub fn attached_interfaces(cfg: &Config) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(cfg.links_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix("_in"))
+                .map(str::to_owned)
+        })
+        .filter(|n| !n.starts_with("cgroup_"))
+        .collect();
+    v.sort();
+    v
+}
