@@ -627,8 +627,13 @@ pub fn spawn_in(ns: &str, args: &[&str], status_fd: Option<RawFd>) -> Result<Chi
             if libc::setsid() < 0 || libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // dup2 clears close-on-exec, unless the descriptor is already 3.
             if let Some(fd) = status_fd
-                && libc::dup2(fd, 3) < 0
+                && (if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 3)
+                }) < 0
             {
                 return Err(std::io::Error::last_os_error());
             }
