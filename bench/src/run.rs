@@ -1,737 +1,610 @@
-//! The benchmark harness: builds a private topology (client ns — host ns — containers on
-//! linkrt's bridge), and measures each path in one interleaved run.
-//!
-//! Paths: `direct` (client → container IP, no NAT: the denominator), `linkrt` (eBPF published
-//! port), `iptables` (Docker 28-style DNAT rules, with conntrack), `nftables` (DNAT with a map),
-//! `proxy` (socat, a userland proxy with a process per connection). Only one baseline's rules
-//! exist at a time, and none while `direct`/`linkrt` are measured (a namespace without rules
-//! has no conntrack). Nothing leaves the namespaces the harness creates.
-use std::{
-    collections::BTreeMap,
-    fs,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::Instant,
-};
-
-use std::os::unix::process::CommandExt;
+//! The benchmark run: every path measured in one interleaved run (the order rotates every
+//! repetition), then the scale runs with the control plane at each N, host-local and hairpin
+//! paths, start latency per launcher, `ps -a` with many containers, and memory.
+use std::{collections::BTreeMap, fs, path::PathBuf, time::Instant};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
 
-use crate::load::Sample;
-
-const HOST_IP: &str = "198.18.0.1";
-const CLIENT_IP: &str = "198.18.0.2";
-const SRV_IP: &str = "172.17.0.2";
-const SRV_PORT: u16 = 5000;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum Path_ {
-    Direct,
-    Linkrt,
-    Iptables,
-    Nftables,
-    Proxy,
-}
-
-impl Path_ {
-    pub const ALL: [Path_; 5] = [
-        Path_::Direct,
-        Path_::Linkrt,
-        Path_::Iptables,
-        Path_::Nftables,
-        Path_::Proxy,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Path_::Direct => "direct",
-            Path_::Linkrt => "linkrt",
-            Path_::Iptables => "iptables",
-            Path_::Nftables => "nftables",
-            Path_::Proxy => "proxy",
-        }
-    }
-
-    fn port(self) -> u16 {
-        match self {
-            Path_::Direct => SRV_PORT,
-            Path_::Linkrt => 8080,
-            Path_::Iptables => 8081,
-            Path_::Nftables => 8082,
-            Path_::Proxy => 8083,
-        }
-    }
-
-    fn addr(self) -> String {
-        match self {
-            Path_::Direct => format!("{SRV_IP}:{SRV_PORT}"),
-            p => format!("{HOST_IP}:{}", p.port()),
-        }
-    }
-}
+use crate::{
+    control::{self, CpPlan},
+    env::{self, Env, SRV_IP, SRV_PORT, Where, World, sh},
+    model::{Control, Isolation, Memory, Report, Stat},
+    peers::{self, PathId},
+};
 
 pub struct Options {
     pub quick: bool,
     pub linkrt: PathBuf,
+    pub command: String,
+    /// Overrides every sample's duration (a structure check of the full run; numbers meaningless).
+    pub secs: Option<f64>,
 }
 
-fn sh(cmd: &mut Command) -> Result<String> {
-    let o = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !o.status.success() {
-        bail!(
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-fn cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(args[0]);
-    c.args(&args[1..]);
-    c
-}
-
-/// The private topology and linkrt instance; everything is removed on drop.
-struct Env {
-    host: String,
-    cli: String,
-    tmp: PathBuf,
-    cgroup: PathBuf,
-    linkrt: PathBuf,
-    me: PathBuf,
-    /// A copy of this binary on the host's root filesystem, which containers see (a build
-    /// tree under a separate mount, or under a path containers hide, would not be).
-    in_container: PathBuf,
-    proxies: Vec<Child>,
-}
-
-impl Env {
-    fn new(linkrt: &Path) -> Result<Env> {
-        let tag: String = (0..6).map(|_| (b'a' + rand::random::<u8>() % 26) as char).collect();
-        let tmp = std::env::temp_dir().join(format!("linkrt-bench-{tag}"));
-        let cg_root = fs::read_to_string("/proc/self/mounts")?
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
-            })
-            .context("no cgroup2 mount")?;
-        let env = Env {
-            host: format!("lrtb-host-{tag}"),
-            cli: format!("lrtb-cli-{tag}"),
-            cgroup: cg_root.join(format!("linkrt-bench-{tag}")),
-            tmp,
-            linkrt: linkrt.to_path_buf(),
-            me: std::env::current_exe()?,
-            in_container: PathBuf::from(format!("/var/tmp/linkrt-bench-{tag}/linkrt-bench")),
-            proxies: Vec::new(),
-        };
-        fs::create_dir_all(env.in_container.parent().unwrap())?;
-        fs::copy(&env.me, &env.in_container).context("copying the load generator for the containers")?;
-        fs::create_dir_all(env.tmp.join("bpf"))?;
-        fs::create_dir_all(&env.cgroup)?;
-        sh(&mut cmd(&[
-            "mount",
-            "-t",
-            "bpf",
-            "bpf",
-            &env.tmp.join("bpf").to_string_lossy(),
-        ]))?;
-        for ns in [&env.host, &env.cli] {
-            sh(&mut cmd(&["ip", "netns", "add", ns]))?;
-            sh(&mut cmd(&["ip", "-n", ns, "link", "set", "lo", "up"]))?;
-        }
-        sh(&mut cmd(&[
-            "ip", "link", "add", "up0", "netns", &env.host, "type", "veth", "peer", "name", "eth0", "netns", &env.cli,
-        ]))?;
-        sh(&mut cmd(&[
-            "ip",
-            "-n",
-            &env.host,
-            "addr",
-            "add",
-            &format!("{HOST_IP}/24"),
-            "dev",
-            "up0",
-        ]))?;
-        sh(&mut cmd(&["ip", "-n", &env.host, "link", "set", "up0", "up"]))?;
-        sh(&mut cmd(&[
-            "ip",
-            "-n",
-            &env.cli,
-            "addr",
-            "add",
-            &format!("{CLIENT_IP}/24"),
-            "dev",
-            "eth0",
-        ]))?;
-        sh(&mut cmd(&["ip", "-n", &env.cli, "link", "set", "eth0", "up"]))?;
-        sh(&mut cmd(&[
-            "ip",
-            "-n",
-            &env.cli,
-            "route",
-            "add",
-            "172.17.0.0/16",
-            "via",
-            HOST_IP,
-        ]))?;
-        // CRR hygiene: many ephemeral ports, reuse TIME_WAIT.
-        sh(&mut cmd(&[
-            "ip",
-            "netns",
-            "exec",
-            &env.cli,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_local_port_range=1024 65535",
-            "net.ipv4.tcp_tw_reuse=1",
-        ]))?;
-        Ok(env)
-    }
-
-    fn linkrt_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.host)).arg(&self.linkrt);
-        // Containers see only their image (and the host's /usr): the load generator is bound in.
-        if let Some((&"run", rest)) = args.split_first() {
-            let dir = self.in_container.parent().expect("has a parent").display().to_string();
-            c.arg("run").arg("-v").arg(format!("{dir}:{dir}:ro")).args(rest);
-        } else {
-            c.args(args);
-        }
-        c.env("LINKRT_ROOT", self.tmp.join("lib"))
-            .env("LINKRT_RUN_ROOT", self.tmp.join("run"))
-            .env("LINKRT_BPFFS", self.tmp.join("bpf/linkrt"))
-            .env("LINKRT_CGROUP", &self.cgroup)
-            .env("LINKRT_CGROUP_PARENT", self.cgroup.file_name().expect("named"))
-            // The `direct` path routes to the container IP: Docker's routed gateway mode
-            // (the default drops routed access, `drop_direct`). Published flows are the same.
-            .env("LINKRT_GATEWAY_MODE", "routed");
-        c
-    }
-
-    fn linkrt(&self, args: &[&str]) -> Result<String> {
-        sh(&mut self.linkrt_cmd(args))
-    }
-
-    fn in_host(&self, args: &[&str]) -> Result<String> {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.host]).args(args);
-        sh(&mut c)
-    }
-
-    /// Runs one client workload from `where_` and parses its JSON result.
-    fn client(&self, where_: Where, mode: &str, addr: &str, secs: f64) -> Result<Sample> {
-        let me = self.me.to_string_lossy().into_owned();
-        let secs_s = format!("{secs}");
-        let inside = self.in_container.to_string_lossy().into_owned();
-        let client_args = |bin: &str| -> Vec<String> {
-            [
-                "taskset", "-c", "0", bin, "client", "--mode", mode, "--addr", addr, "--secs", &secs_s,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-        };
-        let out = match where_ {
-            Where::Client => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", &self.cli]).args(client_args(&me));
-                sh(&mut c)?
-            }
-            Where::HostProcess => {
-                let procs = self.cgroup.join("cgroup.procs");
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{}", self.host))
-                    .args([
-                        "sh",
-                        "-c",
-                        &format!("echo $$ > {} && exec \"$@\"", procs.display()),
-                        "sh",
-                    ])
-                    .args(client_args(&me));
-                sh(&mut c)?
-            }
-            Where::Container => {
-                let mut args = vec!["exec".to_string(), "hairpin".into()];
-                args.extend(client_args(&inside));
-                self.linkrt(&args.iter().map(String::as_str).collect::<Vec<_>>())?
-            }
-        };
-        serde_json::from_str(out.trim()).with_context(|| format!("client output {out:?}"))
-    }
-
-    fn flush_rules(&mut self) -> Result<()> {
-        for mut p in self.proxies.drain(..) {
-            // SAFETY: signalling the process group we created for this proxy.
-            unsafe { libc::kill(-(p.id() as i32), libc::SIGKILL) };
-            let _ = p.wait();
-        }
-        self.in_host(&["nft", "flush", "ruleset"]).map(|_| ())
-    }
-
-    /// Installs the rules of a baseline path with `extra` dummy mappings placed before the
-    /// measured one (the worst case for linear rule lists).
-    fn setup(&mut self, p: Path_, extra: usize) -> Result<()> {
-        self.flush_rules()?;
-        match p {
-            Path_::Direct | Path_::Linkrt => {}
-            Path_::Iptables => {
-                let f = self.tmp.join("iptables.rules");
-                fs::write(&f, docker_iptables(p.port(), extra))?;
-                self.in_host(&["iptables-restore", &f.to_string_lossy()])?;
-            }
-            Path_::Nftables => {
-                let f = self.tmp.join("nft.rules");
-                fs::write(&f, nft_map(p.port(), extra))?;
-                self.in_host(&["nft", "-f", &f.to_string_lossy()])?;
-            }
-            Path_::Proxy => {
-                for proto in ["TCP", "UDP"] {
-                    // Its own process group: socat forks a child per peer, and all must go.
-                    // -T 5: a UDP "session" child ends after 5 s without traffic.
-                    let child = Command::new("ip")
-                        .args(["netns", "exec", &self.host, "socat", "-T", "5"])
-                        .arg(format!("{proto}-LISTEN:{},fork,reuseaddr", p.port()))
-                        .arg(format!("{proto}:{SRV_IP}:{SRV_PORT}"))
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .process_group(0)
-                        .spawn()?;
-                    self.proxies.push(child);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(300));
-            }
-        }
-        Ok(())
-    }
-
-    /// linkrt's own scale: `extra` dummy SCTP mappings on another container.
-    fn linkrt_extra(&self, extra: usize) -> Result<()> {
-        let _ = self.linkrt(&["rm", "-f", "dummies"]);
-        if extra > 0 {
-            let range = format!("1024-{}:1024-{}/sctp", 1023 + extra, 1023 + extra);
-            self.linkrt(&[
-                "run", "-d", "--name", "dummies", "-p", &range, "alpine", "sleep", "3600",
-            ])?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.flush_rules();
-        if let Ok(ids) = self.linkrt(&["ps", "-aq"]) {
-            for id in ids.split_whitespace() {
-                let _ = self.linkrt(&["rm", "-f", id]);
-            }
-        }
-        for d in [self.tmp.join("run/overlay"), self.tmp.join("bpf")] {
-            let _ = Command::new("umount").arg("-l").arg(&d).status();
-        }
-        for ns in [&self.cli, &self.host] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = fs::remove_dir(&self.cgroup);
-        // The containers' cgroup parent, in every hierarchy (cgroup v1 controllers or v2).
-        if let Some(name) = self.cgroup.file_name()
-            && let Ok(rd) = fs::read_dir("/sys/fs/cgroup")
-        {
-            let mut dirs = vec![std::path::Path::new("/sys/fs/cgroup").join(name)];
-            dirs.extend(rd.flatten().map(|e| e.path().join(name)));
-            for d in dirs.iter().filter(|d| d.is_dir()) {
-                for e in fs::read_dir(d).into_iter().flatten().flatten() {
-                    let _ = fs::remove_dir(e.path());
-                }
-                let _ = fs::remove_dir(d);
-            }
-        }
-        let _ = fs::remove_dir_all(&self.tmp);
-        if let Some(d) = self.in_container.parent() {
-            let _ = fs::remove_dir_all(d);
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Where {
-    Client,
-    HostProcess,
-    Container,
-}
-
-/// Docker 28's rules for one published TCP+UDP port (nat DOCKER DNAT, filter DOCKER accept,
-/// DOCKER-CT established, raw direct-access drop, masquerade), plus `extra` dummy TCP mappings.
-fn docker_iptables(port: u16, extra: usize) -> String {
-    let mut nat = String::from(
-        "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n-A POSTROUTING -s 172.17.0.0/16 ! -o linkrt0 -j MASQUERADE\n",
-    );
-    let mut filter = String::from(
-        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-CT - [0:0]\n:DOCKER-FORWARD - [0:0]\n-A FORWARD -j DOCKER-FORWARD\n-A DOCKER-FORWARD -j DOCKER-CT\n-A DOCKER-FORWARD -i linkrt0 -j ACCEPT\n-A DOCKER-FORWARD -o linkrt0 -j DOCKER\n-A DOCKER-CT -o linkrt0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n",
-    );
-    for i in 0..extra {
-        let d = 10000 + (i % 50000);
-        let ip = format!("172.17.{}.{}", 1 + i / 50000, 10);
-        nat.push_str(&format!(
-            "-A DOCKER ! -i linkrt0 -p tcp -m tcp --dport {d} -j DNAT --to-destination {ip}:{d}\n"
-        ));
-        filter.push_str(&format!(
-            "-A DOCKER -d {ip}/32 ! -i linkrt0 -o linkrt0 -p tcp -m tcp --dport {d} -j ACCEPT\n"
-        ));
-    }
-    for proto in ["tcp", "udp"] {
-        nat.push_str(&format!(
-            "-A DOCKER ! -i linkrt0 -p {proto} -m {proto} --dport {port} -j DNAT --to-destination {SRV_IP}:{SRV_PORT}\n"
-        ));
-        filter.push_str(&format!(
-            "-A DOCKER -d {SRV_IP}/32 ! -i linkrt0 -o linkrt0 -p {proto} -m {proto} --dport {SRV_PORT} -j ACCEPT\n"
-        ));
-    }
-    filter.push_str("-A DOCKER ! -i linkrt0 -o linkrt0 -j DROP\nCOMMIT\n");
-    nat.push_str("COMMIT\n");
-    format!("{nat}{filter}*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -d {SRV_IP}/32 ! -i linkrt0 -j DROP\nCOMMIT\n")
-}
-
-/// DNAT through one nftables map per protocol (the best non-eBPF kernel option).
-fn nft_map(port: u16, extra: usize) -> String {
-    let mut tcp: Vec<String> = (0..extra)
-        .map(|i| format!("{} : 172.17.1.10 . {}", 10000 + (i % 50000), 10000 + (i % 50000)))
-        .collect();
-    tcp.sort();
-    tcp.dedup();
-    tcp.push(format!("{port} : {SRV_IP} . {SRV_PORT}"));
-    format!(
-        "table ip bench {{\n map pm_tcp {{ type inet_service : ipv4_addr . inet_service; elements = {{ {} }} }}\n map pm_udp {{ type inet_service : ipv4_addr . inet_service; elements = {{ {port} : {SRV_IP} . {SRV_PORT} }} }}\n chain pre {{ type nat hook prerouting priority dstnat; policy accept;\n  fib daddr type local dnat ip to tcp dport map @pm_tcp\n  fib daddr type local dnat ip to udp dport map @pm_udp\n }}\n chain post {{ type nat hook postrouting priority srcnat; policy accept; }}\n}}\n",
-        tcp.join(", ")
-    )
-}
-
-/// One measured value with its repetitions.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Stat {
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-    pub runs: Vec<f64>,
-    /// Median of the per-repetition ratios to the same repetition's direct path.
-    pub ratio_to_direct: Option<f64>,
-}
-
-fn stat(runs: &[f64]) -> Stat {
-    let mut v = runs.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Stat {
-        median: median(&v),
-        min: *v.first().unwrap_or(&0.0),
-        max: *v.last().unwrap_or(&0.0),
-        runs: runs.to_vec(),
-        ratio_to_direct: None,
-    }
-}
-
-fn median(sorted: &[f64]) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub quick: bool,
+/// What one run does; [`Plan::estimate_secs`] is its expected duration.
+#[derive(Clone, Debug)]
+pub struct Plan {
     pub reps: usize,
-    pub secs_per_sample: f64,
-    pub kernel: String,
-    /// metric → path → value (bulk_gbps, rr_tps, rr_p50_us, rr_p99_us, rr_cpu_us, crr_cps, crr_cpu_us, udp_pps).
-    pub paths: BTreeMap<String, BTreeMap<String, Stat>>,
-    /// "N" → path → CRR conn/s (median), with the measured mapping placed after N-1 others.
-    pub scale_crr: BTreeMap<usize, BTreeMap<String, f64>>,
-    pub scale_rr: BTreeMap<usize, BTreeMap<String, f64>>,
-    pub scale_bulk_gbps: BTreeMap<usize, BTreeMap<String, f64>>,
-    pub scale_udp_pps: BTreeMap<usize, BTreeMap<String, f64>>,
-    /// Host processes (L1 direct, L2 linkrt socket hooks, L4 proxy) and hairpin from a container.
-    pub local: BTreeMap<String, BTreeMap<String, Stat>>,
-    /// Control-plane times in milliseconds.
-    pub control_ms: BTreeMap<String, f64>,
-    pub notes: Vec<String>,
+    pub secs: f64,
+    pub scale_ns: Vec<usize>,
+    pub scale_reps: usize,
+    pub scale_secs: f64,
+    /// docker-proxy runs one process per port: measured up to this N.
+    pub docker_proxy_max_n: usize,
+    pub local_reps: usize,
+    pub local_secs: f64,
+    pub launcher_cycles: usize,
+    pub cp: CpPlan,
+    pub fill: usize,
+    pub ps_runs: usize,
+}
+
+/// The datapath metrics: (client mode, result key).
+const METRICS: [(&str, &str); 4] = [
+    ("bulk", "bulk_gbps"),
+    ("rr", "rr_tps"),
+    ("crr", "crr_cps"),
+    ("udp", "udp_pps"),
+];
+
+impl Plan {
+    pub fn new(quick: bool, secs: Option<f64>) -> Plan {
+        let mut p = if quick {
+            Plan {
+                reps: 1,
+                secs: 0.3,
+                scale_ns: vec![1, 100, 10_000],
+                scale_reps: 1,
+                scale_secs: 0.3,
+                docker_proxy_max_n: 100,
+                local_reps: 1,
+                local_secs: 0.3,
+                launcher_cycles: 3,
+                cp: CpPlan {
+                    run_cycles: 2,
+                    publish_reps: 1,
+                    exec_budget: std::time::Duration::from_secs(1),
+                },
+                fill: 10,
+                ps_runs: 2,
+            }
+        } else {
+            Plan {
+                reps: 5,
+                secs: 3.0,
+                scale_ns: vec![1, 100, 10_000, 60_000],
+                scale_reps: 3,
+                scale_secs: 2.0,
+                docker_proxy_max_n: 100,
+                local_reps: 3,
+                local_secs: 2.0,
+                launcher_cycles: 100,
+                cp: CpPlan {
+                    run_cycles: 10,
+                    publish_reps: 3,
+                    exec_budget: std::time::Duration::from_secs(8),
+                },
+                fill: 200,
+                ps_runs: 5,
+            }
+        };
+        if let Some(s) = secs {
+            p.secs = s;
+            p.scale_secs = s;
+            p.local_secs = s;
+        }
+        p
+    }
+
+    fn scale_paths(&self, n: usize) -> Vec<PathId> {
+        let mut v = vec![PathId::Bare, PathId::Linkrt, PathId::Iptables, PathId::Nftables];
+        if n <= self.docker_proxy_max_n {
+            v.push(PathId::DockerProxy);
+        }
+        v
+    }
+
+    /// Measurement time plus the fixed costs seen in quick and structure-check runs on 2 cores
+    /// (process start per sample, rule loads, container starts).
+    pub fn estimate_secs(&self) -> f64 {
+        let per_sample = 0.05;
+        let main = (self.reps * PathId::MAIN.len() * METRICS.len()) as f64 * (self.secs + per_sample);
+        let scale: f64 = self
+            .scale_ns
+            .iter()
+            .map(|&n| {
+                let samples = (self.scale_reps * self.scale_paths(n).len() * METRICS.len()) as f64;
+                // iptables-restore of Docker's rules: ~25 µs per rule, loaded every repetition
+                // (and twice more for the control plane).
+                let rules = (self.scale_reps + 1) as f64 * (3 * n) as f64 * 25e-6;
+                samples * (self.scale_secs + per_sample) + rules + 2.0
+            })
+            .sum();
+        let cp_per_n = (self.cp.run_cycles as f64 * 0.35)
+            + self.cp.publish_reps as f64 * 1.2
+            + self.cp.exec_budget.as_secs_f64()
+            + 1.5;
+        let local = (self.local_reps * LOCAL.len() * 2) as f64 * (self.local_secs + 0.1);
+        let launchers = self.launcher_cycles as f64 * (0.35 + 0.1);
+        let fill = self.fill as f64 * 0.4 + self.ps_runs as f64 * 0.3;
+        main + scale + cp_per_n * self.scale_ns.len() as f64 + local + launchers + fill + 15.0
+    }
+}
+
+/// Host processes and hairpin: (name, where the client runs, address).
+const LOCAL: [(&str, Where, &str); 8] = [
+    ("host_bare", Where::Host(World::Bare), "srv"),
+    ("host_linkrt", Where::Host(World::Linkrt), "127.0.0.1:8080"),
+    ("host_linkrt_nonat", Where::Host(World::Linkrt), "lsrv"),
+    ("host_docker_proxy", Where::Host(World::Bare), "127.0.0.1:8083"),
+    ("hairpin_bare", Where::Container(World::Bare), "srv"),
+    ("hairpin_linkrt", Where::Container(World::Linkrt), "198.18.0.1:8080"),
+    ("hairpin_linkrt_nonat", Where::Container(World::Linkrt), "lsrv"),
+    ("hairpin_docker_proxy", Where::Container(World::Bare), "198.18.0.1:8083"),
+];
+
+fn value(mode: &str, s: &crate::load::Sample) -> f64 {
+    if mode == "bulk" {
+        s.ops as f64 * 8.0 / s.secs / 1e9
+    } else {
+        s.rate()
+    }
+}
+
+/// Raw samples: (metric, path) → runs in repetition order.
+type Raw = BTreeMap<(String, String), Vec<f64>>;
+
+fn measure(env: &Env, raw: &mut Raw, where_: Where, path: &str, addr: &str, secs: f64) -> Result<()> {
+    for (mode, key) in METRICS {
+        let s = env.client(where_, mode, addr, secs)?;
+        let mut push = |k: &str, v: f64| raw.entry((k.to_string(), path.to_string())).or_default().push(v);
+        push(key, value(mode, &s));
+        if mode == "rr" {
+            push("rr_p50_us", s.p50_us);
+            push("rr_p99_us", s.p99_us);
+            push("rr_cpu_us", s.cpu_us_per_op);
+        }
+        if mode == "crr" {
+            push("crr_cpu_us", s.cpu_us_per_op);
+        }
+    }
+    Ok(())
+}
+
+/// metric → path → Stat, with ratios to `bare` where bare was measured.
+fn stats(raw: &Raw) -> BTreeMap<String, BTreeMap<String, Stat>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Stat>> = BTreeMap::new();
+    for ((metric, path), runs) in raw {
+        let mut st = Stat::of(runs);
+        if let Some(bare) = raw.get(&(metric.clone(), "bare".into())) {
+            st = st.with_ratio(bare);
+        }
+        out.entry(metric.clone()).or_default().insert(path.clone(), st);
+    }
+    out
+}
+
+/// The order of repetition `rep`: rotated, so that no path always follows the same one.
+fn rotated<T: Copy>(v: &[T], rep: usize) -> Vec<T> {
+    (0..v.len()).map(|i| v[(i + rep) % v.len()]).collect()
+}
+
+fn progress(msg: &str) {
+    eprintln!("[bench] {msg}");
+}
+
+fn version(pkg: &str) -> String {
+    sh(&mut env::cmd(&["dpkg-query", "-W", "-f=${Version}", pkg])).unwrap_or_else(|_| "not installed".into())
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// linkrt's own scale: `extra` dummy SCTP mappings on another container (`running` tracks it).
+fn linkrt_extra(env: &Env, running: &mut bool, extra: usize) -> Result<()> {
+    if *running {
+        env.linkrt(&["rm", "-f", "dummies"])?;
+        *running = false;
+    }
+    if extra > 0 {
+        let range = format!("1024-{}:1024-{}/sctp", 1023 + extra, 1023 + extra);
+        env.linkrt(&[
+            "run", "-d", "--name", "dummies", "-p", &range, "alpine", "sleep", "3600",
+        ])?;
+        *running = true;
+    }
+    Ok(())
 }
 
 pub fn run(o: &Options) -> Result<Report> {
-    let reps = if o.quick { 1 } else { 5 };
-    let secs = if o.quick { 0.4 } else { 3.0 };
-    let mut env = Env::new(&o.linkrt)?;
-    let me = env.in_container.to_string_lossy().into_owned();
-    let port = SRV_PORT.to_string();
-    env.linkrt(&[
-        "run",
-        "-d",
-        "--name",
-        "srv",
-        "-p",
-        "8080:5000",
-        "-p",
-        "8080:5000/udp",
-        "alpine",
-        "taskset",
-        "-c",
-        "1",
-        &me,
-        "serve",
-        "--port",
-        &port,
-    ])?;
-    // Wait for the server.
-    let mut up = false;
-    for _ in 0..100 {
-        if env.client(Where::Client, "rr", &Path_::Direct.addr(), 0.05).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    if !up {
-        let logs = env.linkrt(&["logs", "srv"]).unwrap_or_default();
+    let t_start = Instant::now();
+    let plan = Plan::new(o.quick, o.secs);
+    if !std::path::Path::new(peers::DOCKER_PROXY).exists() {
         bail!(
-            "the benchmark server did not come up in its container (is {} visible there?): {logs}",
-            me
+            "{} is missing: install Debian's docker.io (cargo xtask setup does; dockerd is never started)",
+            peers::DOCKER_PROXY
         );
     }
-    // The hairpin client is linked to the server, so that its direct path is allowed too.
-    env.linkrt(&[
-        "run", "-d", "--name", "hairpin", "--link", "srv", "alpine", "sleep", "3600",
-    ])?;
+    progress(&format!(
+        "plan: {} repetitions × {} s, scale N = {:?} × {} × {} s; expected about {:.0} s",
+        plan.reps,
+        plan.secs,
+        plan.scale_ns,
+        plan.scale_reps,
+        plan.scale_secs,
+        plan.estimate_secs()
+    ));
     let mut rep = Report {
         quick: o.quick,
-        reps,
-        secs_per_sample: secs,
+        secs_override: o.secs,
+        command: o.command.clone(),
+        date: sh(&mut env::cmd(&["date", "-u", "+%Y-%m-%dT%H:%M:%SZ"]))?
+            .trim()
+            .to_string(),
         kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim()
             .to_string(),
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        cpu_model: cpu_model(),
+        loadavg_start: loadavg(),
+        reps: plan.reps,
+        secs_per_sample: plan.secs,
+        scale_reps: plan.scale_reps,
+        scale_secs: plan.scale_secs,
+        ..Default::default()
+    };
+    for pkg in ["docker.io", "iptables", "nftables", "socat", "runc", "crun", "bpftool"] {
+        rep.versions.insert(pkg.into(), version(pkg));
+    }
+    let mut env = Env::new(&o.linkrt)?;
+    let mut phase = Instant::now();
+    let mut end_phase = |rep: &mut Report, name: &str| {
+        rep.phase_secs.insert(name.into(), phase.elapsed().as_secs_f64());
+        phase = Instant::now();
+    };
+
+    // 0. Start latency on an empty instance, per launcher; run -d with no mapping anywhere.
+    progress("start latency per launcher (empty instance)");
+    let mut control = Control::default();
+    for l in control::launchers(&env) {
+        match control::start_latency(&env, l.as_ref(), plan.launcher_cycles)? {
+            Ok(s) => control.launchers.push(s),
+            Err(why) => {
+                control.unusable.insert(l.name(), why);
+            }
+        }
+    }
+    let one_port = control::LinkrtLauncher {
+        runtime: None,
+        ports: vec!["9000:5000".into()],
+    };
+    let none = control::cycles(&env, &one_port, "none", plan.cp.run_cycles, true)?;
+    control.run_d_none_ms = Stat::of(&none.start);
+    control.run_d_none_failures = none.failures;
+    end_phase(&mut rep, "launchers");
+
+    // 1. The servers: a linkrt container, and the bare world's plain process (already up).
+    let me = env.server_bin.path.clone();
+    let mut srv_args: Vec<String> = ["run", "-d", "--name", "srv", "-p", "8080:5000", "-p", "8080:5000/udp"]
+        .map(String::from)
+        .to_vec();
+    srv_args.extend(env.server_bin.run_args.iter().cloned());
+    srv_args.extend(
+        [
+            "alpine",
+            "taskset",
+            "-c",
+            "1",
+            &me,
+            "serve",
+            "--port",
+            &SRV_PORT.to_string(),
+        ]
+        .map(String::from),
+    );
+    env.linkrt(&srv_args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    env.linkrt_srv_ip = env
+        .linkrt(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "srv"])?
+        .trim()
+        .to_string();
+    if env.linkrt_srv_ip != SRV_IP {
+        bail!(
+            "linkrt gave the server {} (both worlds expect {SRV_IP})",
+            env.linkrt_srv_ip
+        );
+    }
+    if let Err(e) = env.wait_server(World::Linkrt) {
+        let logs = env.linkrt(&["logs", "srv"]).unwrap_or_default();
+        bail!("{e:#} (is {me} visible in the container?): {logs}");
+    }
+    env.wait_server(World::Bare)?;
+    // The hairpin client is linked to the server, so that its direct path is allowed too.
+    let mut hp_args: Vec<String> = ["run", "-d", "--name", "hairpin", "--link", "srv"]
+        .map(String::from)
+        .to_vec();
+    hp_args.extend(env.server_bin.run_args.iter().cloned());
+    hp_args.extend(["alpine", "sleep", "3600"].map(String::from));
+    env.linkrt(&hp_args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    rep.isolation = isolation(&env)?;
+    let mut memory = Memory {
+        supervisor: supervisor_mem(&env, "srv", "the server container (2 mappings)", &mut rep.notes),
         ..Default::default()
     };
 
-    // 1. Paths × metrics, interleaved: every repetition visits every path.
-    let metrics = [
-        ("bulk", "bulk_gbps"),
-        ("rr", "rr_tps"),
-        ("crr", "crr_cps"),
-        ("udp", "udp_pps"),
-    ];
-    let mut raw: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-    for _ in 0..reps {
-        for p in Path_::ALL {
-            env.setup(p, 0)?;
-            for (mode, key) in metrics {
-                let s = env.client(Where::Client, mode, &p.addr(), secs)?;
-                let v = if mode == "bulk" {
-                    s.ops as f64 * 8.0 / s.secs / 1e9
-                } else {
-                    s.rate()
-                };
-                raw.entry((key.into(), p.name().into())).or_default().push(v);
-                if mode == "rr" {
-                    raw.entry(("rr_p50_us".into(), p.name().into()))
-                        .or_default()
-                        .push(s.p50_us);
-                    raw.entry(("rr_p99_us".into(), p.name().into()))
-                        .or_default()
-                        .push(s.p99_us);
-                    raw.entry(("rr_cpu_us".into(), p.name().into()))
-                        .or_default()
-                        .push(s.cpu_us_per_op);
-                }
-                if mode == "crr" {
-                    raw.entry(("crr_cpu_us".into(), p.name().into()))
-                        .or_default()
-                        .push(s.cpu_us_per_op);
-                }
+    // 2. Every path × metric, interleaved.
+    let mut raw = Raw::new();
+    for r in 0..plan.reps {
+        progress(&format!("datapath repetition {}/{}", r + 1, plan.reps));
+        for p in rotated(&PathId::MAIN, r) {
+            peers::setup(&mut env, p, 0)?;
+            if p == PathId::DockerProxy && memory.docker_proxy.is_none() {
+                let pid = env.peer_pids().first().copied().context("no docker-proxy")?;
+                memory.docker_proxy = Some(control::proc_mem("one docker-proxy (tcp)", pid as i32)?);
             }
+            measure(&env, &mut raw, p.client(), p.name(), &p.addr(&env), plan.secs)?;
         }
     }
-    env.flush_rules()?;
-    for ((metric, path), runs) in &raw {
-        let mut st = stat(runs);
-        if let Some(direct) = raw.get(&(metric.clone(), "direct".into())) {
-            let mut ratios: Vec<f64> = runs
+    env.stop_peers()?;
+    rep.paths = stats(&raw);
+    end_phase(&mut rep, "datapath");
+
+    // 3. Scale: N mappings, the measured one last; the control plane at each N.
+    let mut dummies = false;
+    for &n in &plan.scale_ns {
+        progress(&format!("scale N = {n}"));
+        linkrt_extra(&env, &mut dummies, n - 1)?;
+        let mut raw = Raw::new();
+        for r in 0..plan.scale_reps {
+            for p in rotated(&plan.scale_paths(n), r) {
+                peers::setup(&mut env, p, n - 1)?;
+                if p == PathId::DockerProxy && n == plan.docker_proxy_max_n && r == 0 {
+                    memory.docker_proxy_all = Some(control::procs_mem(
+                        &format!("all {} docker-proxy processes at N = {n}", env.peer_pids().len()),
+                        &env.peer_pids(),
+                    )?);
+                }
+                measure(&env, &mut raw, p.client(), p.name(), &p.addr(&env), plan.scale_secs)?;
+            }
+        }
+        env.stop_peers()?;
+        for (metric, by_path) in stats(&raw) {
+            if METRICS.iter().any(|(_, k)| *k == metric) {
+                rep.scale.entry(metric).or_default().insert(n, by_path);
+            }
+        }
+        if n > plan.docker_proxy_max_n {
+            rep.scale_skipped.entry(n).or_default().insert(
+                "docker_proxy".into(),
+                format!("one process per port and protocol: {n} processes (not run)"),
+            );
+        }
+        memory.maps_bytes_by_n.insert(
+            n,
+            control::maps_memory(&env.bpffs())?
                 .iter()
-                .zip(direct)
-                .filter(|(_, d)| **d > 0.0)
-                .map(|(v, d)| v / d)
-                .collect();
-            ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            st.ratio_to_direct = Some(median(&ratios));
-        }
-        rep.paths.entry(metric.clone()).or_default().insert(path.clone(), st);
-    }
-
-    // 2. Scale: N mappings, the measured one last.
-    let ns: &[usize] = if o.quick {
-        &[1, 10_000]
-    } else {
-        &[1, 100, 10_000, 60_000]
-    };
-    let scale_reps = if o.quick { 1 } else { 3 };
-    for &n in ns {
-        env.linkrt_extra(n - 1)?;
-        let mut crr: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut rr: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut bulk: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut udp: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for _ in 0..scale_reps {
-            for p in [Path_::Direct, Path_::Linkrt, Path_::Iptables, Path_::Nftables] {
-                env.setup(p, n - 1)?;
-                crr.entry(p.name().into())
-                    .or_default()
-                    .push(env.client(Where::Client, "crr", &p.addr(), secs)?.rate());
-                rr.entry(p.name().into())
-                    .or_default()
-                    .push(env.client(Where::Client, "rr", &p.addr(), secs)?.rate());
-                let b = env.client(Where::Client, "bulk", &p.addr(), secs)?;
-                bulk.entry(p.name().into())
-                    .or_default()
-                    .push(b.ops as f64 * 8.0 / b.secs / 1e9);
-                udp.entry(p.name().into())
-                    .or_default()
-                    .push(env.client(Where::Client, "udp", &p.addr(), secs)?.rate());
-            }
-        }
-        env.flush_rules()?;
-        let med = |m: BTreeMap<String, Vec<f64>>| {
-            m.into_iter()
-                .map(|(k, v)| (k, stat(&v).median))
-                .collect::<BTreeMap<_, _>>()
-        };
-        rep.scale_crr.insert(n, med(crr));
-        rep.scale_rr.insert(n, med(rr));
-        rep.scale_bulk_gbps.insert(n, med(bulk));
-        rep.scale_udp_pps.insert(n, med(udp));
-    }
-    env.linkrt_extra(0)?;
-
-    // 3. Host processes and hairpin.
-    env.setup(Path_::Proxy, 0)?;
-    let local_paths: [(&str, Where, String); 5] = [
-        ("host_direct", Where::HostProcess, Path_::Direct.addr()),
-        ("host_linkrt", Where::HostProcess, "127.0.0.1:8080".to_string()),
-        ("host_proxy", Where::HostProcess, "127.0.0.1:8083".to_string()),
-        ("hairpin_direct", Where::Container, Path_::Direct.addr()),
-        ("hairpin_linkrt", Where::Container, format!("{HOST_IP}:8080")),
-    ];
-    let mut lraw: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-    for _ in 0..reps {
-        for (name, w, addr) in &local_paths {
-            for mode in ["rr", "crr"] {
-                let s = env.client(*w, mode, addr, secs)?;
-                lraw.entry((
-                    format!("{mode}_{}", if mode == "rr" { "tps" } else { "cps" }),
-                    name.to_string(),
-                ))
-                .or_default()
-                .push(s.rate());
-            }
-        }
-    }
-    env.flush_rules()?;
-    for ((metric, path), runs) in &lraw {
-        rep.local
-            .entry(metric.clone())
-            .or_default()
-            .insert(path.clone(), stat(runs));
-    }
-
-    // 4. Control plane: publishing a 10,000-port range.
-    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
-        let t = Instant::now();
-        f()?;
-        Ok(t.elapsed().as_secs_f64() * 1000.0)
-    };
-    let cp_reps = if o.quick { 1 } else { 3 };
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for _ in 0..cp_reps {
-        without.push(time(&mut || {
-            env.linkrt(&["run", "-d", "--name", "cp0", "alpine", "sleep", "600"])
-                .map(|_| ())
-        })?);
-        with.push(time(&mut || {
+                .map(|m| m.bytes_memlock)
+                .sum(),
+        );
+        // srv publishes 2 mappings (tcp and udp), the dummies N-1.
+        control.by_n.insert(n, control::at_n(&mut env, n, n + 1, &plan.cp)?);
+        if n == 1 {
             env.linkrt(&[
                 "run",
                 "-d",
                 "--name",
-                "cp1",
+                "cp10k",
                 "-p",
                 "20000-29999:20000-29999",
                 "alpine",
                 "sleep",
                 "600",
-            ])
-            .map(|_| ())
-        })?);
-        env.linkrt(&["rm", "-f", "cp0", "cp1"])?;
-    }
-    let (w, wo) = (stat(&with).median, stat(&without).median);
-    rep.control_ms.insert("linkrt_run_with_10000_ports".into(), w);
-    rep.control_ms.insert("linkrt_run_without_ports".into(), wo);
-    rep.control_ms
-        .insert("linkrt_publish_10000_ports".into(), (w - wo).max(0.0));
-    let f = env.tmp.join("cp.rules");
-    fs::write(&f, docker_iptables(8081, 10_000))?;
-    let fs_ = f.to_string_lossy().into_owned();
-    rep.control_ms.insert(
-        "iptables_restore_10000".into(),
-        time(&mut || env.in_host(&["iptables-restore", &fs_]).map(|_| ()))?,
-    );
-    env.flush_rules()?;
-    // Docker execs iptables once per rule (3 rules per port): time 100 execs, extrapolate.
-    env.in_host(&["iptables", "-t", "nat", "-N", "DOCKER"])?;
-    let t100 = time(&mut || {
-        for i in 0..100 {
-            let d = (10000 + i).to_string();
-            env.in_host(&[
-                "iptables",
-                "-t",
-                "nat",
-                "-A",
-                "DOCKER",
-                "-p",
-                "tcp",
-                "--dport",
-                &d,
-                "-j",
-                "DNAT",
-                "--to-destination",
-                "172.17.0.9:80",
             ])?;
+            memory.supervisor_10000 =
+                supervisor_mem(&env, "cp10k", "a container publishing 10,000 ports", &mut rep.notes);
+            env.linkrt(&["rm", "-f", "cp10k"])?;
         }
-        Ok(())
-    })?;
-    rep.control_ms.insert(
-        "iptables_per_rule_exec_10000_ports_extrapolated".into(),
-        t100 / 100.0 * 3.0 * 10_000.0,
-    );
-    env.flush_rules()?;
-    fs::write(&f, nft_map(8082, 10_000))?;
-    rep.control_ms.insert(
-        "nft_map_10000".into(),
-        time(&mut || env.in_host(&["nft", "-f", &fs_]).map(|_| ()))?,
-    );
-    env.flush_rules()?;
-    rep.notes
-        .push("proxy = socat (fork per connection); Debian's docker-proxy is not installed by the harness".into());
-    rep.notes.push("scale: N-1 dummy mappings precede the measured one (linkrt: SCTP entries in the same hash map; iptables: DNAT+ACCEPT rules; nft: map elements)".into());
-    rep.notes.push(
-        "client pinned to CPU 0 (taskset), server to CPU 1; cpu_us = busy CPU of the whole VM per transaction".into(),
-    );
+    }
+    linkrt_extra(&env, &mut dummies, 0)?;
+    end_phase(&mut rep, "scale");
+
+    // 4. Host processes and hairpin.
+    peers::setup(&mut env, PathId::DockerProxy, 0)?;
+    let mut lraw = Raw::new();
+    for r in 0..plan.local_reps {
+        progress(&format!("host and hairpin repetition {}/{}", r + 1, plan.local_reps));
+        for (name, w, addr) in rotated(&LOCAL, r) {
+            let addr = match addr {
+                "srv" => format!("{SRV_IP}:{SRV_PORT}"),
+                "lsrv" => format!("{}:{SRV_PORT}", env.linkrt_srv_ip),
+                a => a.to_string(),
+            };
+            for (mode, key) in [("rr", "rr_tps"), ("crr", "crr_cps")] {
+                let s = env.client(w, mode, &addr, plan.local_secs)?;
+                lraw.entry((key.to_string(), name.to_string()))
+                    .or_default()
+                    .push(s.rate());
+            }
+        }
+    }
+    env.stop_peers()?;
+    for ((metric, path), runs) in &lraw {
+        let base = if path.starts_with("host_") {
+            "host_bare"
+        } else {
+            "hairpin_bare"
+        };
+        let st = Stat::of(runs).with_ratio(&lraw[&(metric.clone(), base.to_string())]);
+        rep.local.entry(metric.clone()).or_default().insert(path.clone(), st);
+    }
+    end_phase(&mut rep, "local");
+
+    // 5. Many containers: start latency as they accumulate, ps -a, rm -f.
+    progress(&format!("{} containers: run -d, ps -a, rm -f", plan.fill));
+    let f = control::fill(&env, plan.fill, plan.ps_runs)?;
+    control.ps_containers = f.running + 2;
+    control.ps_a_ms = f.ps;
+    control.fill_start_ms = f.start;
+    control.fill_rm_ms = f.rm;
+    control.fill_failures = f.failures;
+    rep.control = control;
+    end_phase(&mut rep, "fill");
+
+    // 6. Memory of this instance, through its own pins; the isolation checked once more.
+    memory.maps = control::maps_memory(&env.bpffs())?;
+    memory.maps_bytes = memory.maps.iter().map(|m| m.bytes_memlock).sum();
+    memory.progs = control::progs_memory(&env.bpffs())?;
+    memory.progs_bytes = memory.progs.iter().map(|m| m.bytes_memlock).sum();
+    rep.memory = memory;
+    env.assert_bare_world_clean(false)?;
+    rep.isolation.bare_checks = env.bare_checks.get();
+    rep.isolation.bare_interfaces = [&env.b_host, &env.b_cli, &env.b_srv, &env.b_peer]
+        .iter()
+        .map(|ns| env::interfaces(ns).map(|v| v.len()))
+        .sum::<Result<usize>>()?;
+    rep.loadavg_end = loadavg();
+    rep.notes.extend(notes());
+    drop(env);
+    rep.wall_secs = t_start.elapsed().as_secs_f64();
     Ok(rep)
+}
+
+/// A supervisor's memory; a process layout this harness does not know (another runtime) is a
+/// note in the report, not the end of the run.
+fn supervisor_mem(env: &Env, name: &str, what: &str, notes: &mut Vec<String>) -> Option<crate::model::ProcMem> {
+    let what = format!("supervisor of {what}");
+    match control::supervisor_pid(env, name).and_then(|pid| control::proc_mem(&what, pid)) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            notes.push(format!("{what}: not measured: {e:#}"));
+            None
+        }
+    }
+}
+
+/// What the isolation looks like at the start of the datapath runs.
+fn isolation(env: &Env) -> Result<Isolation> {
+    env.assert_bare_world_clean(false)?;
+    peers::assert_linkrt_world(env)?;
+    let own = fs::read_to_string("/proc/self/cgroup")?;
+    let own_v2 = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("/")
+        .to_string();
+    let cg_root = env.cgroup.parent().context("cgroup root")?;
+    if cg_root.join(own_v2.trim_start_matches('/')).starts_with(&env.cgroup) {
+        bail!("the harness runs inside linkrt's hooked cgroup: the bare world's host clients would be hooked");
+    }
+    let client_cgroup_programs = sh(&mut env::cmd(&[
+        "bpftool",
+        "cgroup",
+        "show",
+        &cg_root.join(own_v2.trim_start_matches('/')).to_string_lossy(),
+        "effective",
+    ]))
+    .unwrap_or_else(|e| format!("(bpftool cgroup show failed: {e})"));
+    let mut sysctls = BTreeMap::new();
+    sysctls.insert(
+        "kernel.sched_autogroup_enabled".to_string(),
+        vec![
+            fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled")
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            2
+        ],
+    );
+    for key in [
+        "net.ipv4.ip_forward",
+        "net.ipv4.conf.all.rp_filter",
+        "net.ipv4.conf.default.rp_filter",
+        "net.core.somaxconn",
+        "net.ipv4.tcp_congestion_control",
+    ] {
+        let l = env::sysctl_get(&env.l_host, key)?;
+        let b = env::sysctl_get(&env.b_host, key)?;
+        if l != b {
+            bail!("{key} differs between the worlds: linkrt {l}, bare {b}");
+        }
+        sysctls.insert(key.to_string(), vec![l, b]);
+    }
+    Ok(Isolation {
+        method: "separate namespaces: linkrt manages only the linkrt world; the baselines run in an identical bare \
+                 world it never enters. Checked before every baseline's samples: TCX (BPF_PROG_QUERY) and tc/XDP \
+                 (bpftool net) on every interface of the bare world's 4 namespaces, and no netfilter rule where none \
+                 belongs; positive control: linkrt's programs on both hooks of every linkrt-world interface"
+            .into(),
+        bare_namespaces: vec![
+            env.b_host.clone(),
+            env.b_cli.clone(),
+            env.b_srv.clone(),
+            env.b_peer.clone(),
+        ],
+        linkrt_attached: env::attached_programs(&env.l_host)?,
+        client_cgroup_programs: client_cgroup_programs.trim().to_string(),
+        sysctls,
+        ..Default::default()
+    })
+}
+
+fn notes() -> Vec<String> {
+    vec![
+        "bare: client → container IP in a world of namespaces linkrt never enters (same addresses, veth, bridge, \
+         sysctls, server binary and pinning as linkrt's); every ratio is to bare, per repetition"
+            .into(),
+        "linkrt_nonat: client → container IP in the linkrt world: linkrt's programs on the path, no NAT (its idle cost)"
+            .into(),
+        "iptables: Docker 28's rules with userland-proxy=false (DNAT, ACCEPT and hairpin MASQUERADE per port, raw DROP \
+         per container, DOCKER-CT); nftables: DNAT through a map; both in the bare world"
+            .into(),
+        "docker_proxy: Debian docker.io's /usr/sbin/docker-proxy started as dockerd does (-proto -host-ip 0.0.0.0 \
+         -host-port -container-ip -container-port, status pipe on fd 3, Pdeathsig), tcp and udp, no iptables rule: \
+         the path of every connection when dockerd runs with --iptables=false, and of localhost and hairpin \
+         connections by default; socat: fork per connection"
+            .into(),
+        "scale: N-1 dummy mappings precede the measured one (linkrt: SCTP entries of another container in the same \
+         hash map; iptables: 3 rules each; nftables: map elements; docker-proxy: one process each, up to N = 100)"
+            .into(),
+        "client pinned to CPU 0 (taskset), server to CPU 1; every server, proxy and client in a session of its own \
+         (autogroup scheduling treats all paths alike); cpu_us = busy CPU of the whole machine per transaction"
+            .into(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_run_fits_in_25_minutes_and_quick_in_2() {
+        let full = Plan::new(false, None).estimate_secs();
+        assert!((10.0 * 60.0..25.0 * 60.0).contains(&full), "full run: {full:.0} s");
+        let quick = Plan::new(true, None).estimate_secs();
+        assert!(quick < 120.0, "quick run: {quick:.0} s");
+    }
+
+    #[test]
+    fn every_repetition_visits_every_path_in_a_rotated_order() {
+        let a = rotated(&PathId::MAIN, 0);
+        let b = rotated(&PathId::MAIN, 1);
+        assert_eq!(a.len(), b.len());
+        assert!(b.iter().all(|p| a.contains(p)) && a[0] != b[0]);
+    }
 }

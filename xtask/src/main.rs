@@ -29,7 +29,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Benchmark port mapping: direct vs linkrt vs iptables vs nftables vs a userland proxy.
+    /// Benchmark port mapping (bare, linkrt, iptables, nftables, docker-proxy, socat), the control
+    /// plane and memory; a full run rewrites README.md's benchmark block and docs/bench/.
     Bench {
         /// A short smoke run (under 2 minutes); its numbers mean nothing.
         #[arg(long)]
@@ -157,6 +158,9 @@ fn bench_cmd(bin_dir: &std::path::Path, quick: bool, out: &str, command: &str) -
     ];
     if quick {
         args.push("--quick".into());
+    } else {
+        // A full run regenerates the README's benchmark block and docs/bench/ from its JSON.
+        args.extend(["--readme", "README.md", "--docs", "docs/bench"].map(String::from));
     }
     let mut c = as_root(&bin_dir.join("linkrt-bench").to_string_lossy(), &args);
     c.current_dir(build::workspace_root());
