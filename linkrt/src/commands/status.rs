@@ -9,6 +9,7 @@ pub fn status(cfg: &Config) -> CmdResult {
     let want = bpf::Wanted::from_containers(cfg, &all).map_err(Failure::cli)?;
     println!("bpffs:      {}", cfg.bpffs.display());
     println!("datapath:   {}", bpf::check(cfg, &want));
+    println!("attach:     {}", attach_line(cfg));
     let ifs = bpf::attached_interfaces(cfg);
     println!(
         "attached:   {} interface(s){}{}",
@@ -76,4 +77,46 @@ pub fn status(cfg: &Config) -> CmdResult {
         Err(_) => println!("counters:   (datapath not loaded yet)"),
     }
     Ok(0)
+}
+
+/// The TC attach mode in use, why, and interfaces still attached in the other mode.
+fn attach_line(cfg: &Config) -> String {
+    use bpf::{AttachMode, features};
+    let f = match features::current(cfg) {
+        Ok(f) => f,
+        Err(e) => return format!("unknown ({e})"),
+    };
+    let forced = std::env::var(features::ATTACH_ENV).ok().filter(|s| !s.is_empty());
+    let mode = match f.choose_attach(forced.as_deref()) {
+        Ok(m) => m,
+        Err(e) => return format!("none ({e})"),
+    };
+    let why = match (mode, &forced) {
+        (_, Some(v)) => format!("{}={v}", features::ATTACH_ENV),
+        (AttachMode::Tcx, None) => format!("kernel {} has TCX", f.kernel),
+        (AttachMode::Netlink, None) => format!("kernel {} has no TCX", f.kernel),
+        (AttachMode::None, None) => format!(
+            "kernel {}: {}",
+            f.kernel,
+            f.require().err().map(|e| e.to_string()).unwrap_or_default()
+        ),
+    };
+    let how = match mode {
+        AttachMode::Netlink => format!(
+            ", cls_bpf on clsact, priority {} handle {:#x}",
+            bpf::netlink::PRIORITY,
+            bpf::netlink::HANDLE
+        ),
+        _ => String::new(),
+    };
+    let other = match mode {
+        AttachMode::Netlink => bpf::tcx_interfaces(cfg),
+        _ => bpf::netlink::recorded_interfaces(cfg),
+    };
+    let rest = if other.is_empty() {
+        String::new()
+    } else {
+        format!("; still attached the other way: {}", other.join(" "))
+    };
+    format!("{mode} ({why}{how}){rest}")
 }

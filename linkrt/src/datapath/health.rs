@@ -1,6 +1,6 @@
 //! The self-healing datapath. The datapath lives in bpffs pins; if they are lost (the bpffs
 //! unmounted, a pin deleted), the TCX links die with them and isolation and published ports
-//! vanish. Every command first [`check`]s that each running container's veth and every uplink
+//! vanish (netlink filters survive, but their programs then use maps nobody can reach: stale). Every command first [`check`]s that each running container's veth and every uplink
 //! have their links, that the programs on them use the pinned maps, and that the socket
 //! hooks are attached, and [`heal`]s what is missing before any other work.
 //! `linkrt status` shows the [`Health`] and changes nothing.
@@ -18,6 +18,7 @@ use linkrt_common::maps;
 use super::{
     loader::{Datapath, Hook, Role, cgroup_pin, is_bpffs, link_pin},
     maps::{publish, set_local_addrs},
+    netlink,
 };
 use crate::{
     config::Config,
@@ -158,11 +159,14 @@ pub fn check(cfg: &Config, want: &Wanted) -> Health {
     let mut progs: Vec<(String, u32)> = Vec::new();
     for ifname in ifaces {
         for hook in Hook::ALL {
-            let link = PinnedLink::from_pin(link_pin(cfg, ifname, hook))
+            // A pinned TCX link, or linkrt's recorded netlink filter.
+            let prog = PinnedLink::from_pin(link_pin(cfg, ifname, hook))
                 .ok()
-                .and_then(|l| FdLink::from(l).info().ok());
-            match link {
-                Some(info) => progs.push((ifname.clone(), info.program_id())),
+                .and_then(|l| FdLink::from(l).info().ok())
+                .map(|info| info.program_id())
+                .or_else(|| netlink::attached_program(cfg, ifname, hook));
+            match prog {
+                Some(id) => progs.push((ifname.clone(), id)),
                 None => missing.push(Missing::Link {
                     ifname: ifname.clone(),
                     hook: hook.suffix(),

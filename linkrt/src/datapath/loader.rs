@@ -1,7 +1,9 @@
 //! Loading, pinning and attaching the eBPF programs.
 //!
 //! linkrt is daemonless: maps are pinned under `<bpffs>/maps` and TCX links under
-//! `<bpffs>/links`, so the datapath keeps running after the CLI exits.
+//! `<bpffs>/links`, so the datapath keeps running after the CLI exits. On a kernel without
+//! TCX (or with `LINKRT_ATTACH_MODE=netlink`) the TC programs are netlink `cls_bpf` filters
+//! instead, recorded in the run directory ([`super::netlink`]).
 use std::{
     fs, io,
     path::{Path, PathBuf},
@@ -17,7 +19,11 @@ use aya::{
 };
 use linkrt_common::maps;
 
-use super::maps::{Pinned, write_static_config};
+use super::{
+    features::{self, AttachMode},
+    maps::{Pinned, write_static_config},
+    netlink,
+};
 use crate::{
     config::Config,
     error::{Error, Result},
@@ -83,7 +89,7 @@ pub enum Hook {
 impl Hook {
     pub const ALL: [Hook; 2] = [Hook::Ingress, Hook::Egress];
 
-    fn attach_type(self) -> TcAttachType {
+    pub(super) fn attach_type(self) -> TcAttachType {
         match self {
             Hook::Ingress => TcAttachType::Ingress,
             Hook::Egress => TcAttachType::Egress,
@@ -122,6 +128,7 @@ impl Role {
 pub struct Datapath {
     ebpf: Ebpf,
     cfg: Config,
+    mode: AttachMode,
 }
 
 impl Datapath {
@@ -129,6 +136,10 @@ impl Datapath {
     /// datapath owns (subnet, gateway, gateway mode) into `CONFIG`.
     pub fn load(cfg: &Config) -> Result<Self> {
         let obj = object()?;
+        // What this kernel lacks is refused by name before anything is created.
+        let feats = features::current(cfg)?;
+        feats.require()?;
+        let mode = feats.choose_attach(std::env::var(features::ATTACH_ENV).ok().as_deref())?;
         ensure_bpffs(&cfg.bpffs)?;
         for d in [cfg.maps_dir(), cfg.links_dir()] {
             crate::state::create_private_dir(&d)?;
@@ -145,13 +156,33 @@ impl Datapath {
                 .map_err(|source| Error::Program { name, source })?;
         }
         write_static_config(&Pinned::new(cfg))?;
-        Ok(Datapath { ebpf, cfg: cfg.clone() })
+        Ok(Datapath {
+            ebpf,
+            cfg: cfg.clone(),
+            mode,
+        })
     }
 
-    /// Attaches the programs of `role` to `ifname` (in the calling thread's netns) with TCX,
-    /// pinning the links. An existing pinned link is updated in place (atomic replacement).
+    /// How this datapath attaches TC programs.
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// Attaches the programs of `role` to `ifname` (in the calling thread's netns): with TCX,
+    /// pinning the links, an existing pinned link updated in place (atomic replacement); or
+    /// as linkrt's netlink filters, replaced in place too. An attachment of the other mode
+    /// (made before an override changed) is removed first, so no packet is seen twice.
     pub fn attach(&mut self, ifname: &str, role: Role) -> Result<()> {
+        if self.mode == AttachMode::Netlink {
+            for hook in Hook::ALL {
+                remove_pin(&link_pin(&self.cfg, ifname, hook))?;
+                let name = role.program(hook);
+                netlink::attach(&self.cfg, prog(&mut self.ebpf, name)?, name, ifname, hook)?;
+            }
+            return Ok(());
+        }
         for hook in Hook::ALL {
+            netlink::detach(&self.cfg, ifname, hook)?;
             let pin = link_pin(&self.cfg, ifname, hook);
             let name = role.program(hook);
             let p = prog(&mut self.ebpf, name)?;
@@ -282,16 +313,27 @@ pub fn netns_cookie() -> Result<u64> {
     Ok(cookie)
 }
 
-/// Removes the pinned links of `ifname`; the kernel detaches them (the interface may be gone).
+/// Removes the pinned links of `ifname` (the kernel detaches them; the interface may be gone)
+/// and linkrt's netlink filters on it.
 pub fn detach(cfg: &Config, ifname: &str) -> Result<()> {
     for hook in Hook::ALL {
         remove_pin(&link_pin(cfg, ifname, hook))?;
+        netlink::detach(cfg, ifname, hook)?;
     }
     Ok(())
 }
 
-/// Names of the interfaces that have pinned links.
+/// Names of the interfaces that have pinned links or recorded netlink filters.
 pub fn attached_interfaces(cfg: &Config) -> Vec<String> {
+    let mut v = tcx_interfaces(cfg);
+    v.extend(netlink::recorded_interfaces(cfg));
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Names of the interfaces that have pinned TCX links.
+pub fn tcx_interfaces(cfg: &Config) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(cfg.links_dir())
         .into_iter()
         .flatten()

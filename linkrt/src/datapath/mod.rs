@@ -7,16 +7,24 @@
 //! - at every change of the running set: [`sync_policy`];
 //! - at teardown: [`unpublish`], [`detach`];
 //! - at the start of every command (in `reconcile`): [`heal`] with [`Wanted::from_containers`];
-//! - `linkrt status`: [`check`], [`stats`], [`map_len`], [`attached_interfaces`].
+//! - `linkrt status`: [`check`], [`stats`], [`map_len`], [`attached_interfaces`],
+//!   [`features::attach_mode`];
+//! - `linkrt info`: [`features::current`] (cached probes), [`features::attach_mode`],
+//!   [`features::Features::require`].
 mod events;
+pub mod features;
 mod health;
 mod loader;
 mod maps;
+pub mod netlink;
 mod settings;
 
 pub use events::{DatapathEvent, EventReader};
+pub use features::{AttachMode, Features};
 pub use health::{Health, Missing, Wanted, WantedEndpoint, check, heal};
-pub use loader::{Datapath, Hook, Role, attached_interfaces, detach, ensure_bpffs, netns_cookie, object};
+pub use loader::{
+    Datapath, Hook, Role, attached_interfaces, detach, ensure_bpffs, netns_cookie, object, tcx_interfaces,
+};
 pub use maps::{PolicyState, Stat, map_len, publish, set_local_addrs, stats, sync_policy, unpublish};
 pub use settings::{GatewayMode, bridge_mac, gateway_mode, saved_gateway_mode};
 

@@ -1,0 +1,732 @@
+//! What the running kernel offers the datapath, probed once per kernel release and cached in
+//! `<run_root>/features.json`; the attach mode that follows; and the refusal, naming the feature
+//! and the kernel that brought it, when something the datapath cannot do without is missing.
+//!
+//! Each probe leaves nothing behind: a two-instruction program or a one-entry map that the
+//! kernel frees when its fd closes; the `clsact` probe runs in a network namespace of its own
+//! that vanishes with the probing thread.
+//!
+//! The API for `linkrt info` (and anyone else): [`current`] (cached [`Features`]),
+//! [`attach_mode`] (the mode in use, `LINKRT_ATTACH_MODE` included), [`require`] (the refusal).
+//!
+//! | feature | kernel | without it |
+//! |---|---|---|
+//! | TCX links | 6.6 | netlink `cls_bpf` on `clsact` (needs `sch_ingress`) |
+//! | ring buffer | 5.8 | refused (events, `linkrt monitor`) |
+//! | LRU hash | 4.10 | refused (conntrack) |
+//! | cgroup `sock_addr` hooks | 4.17 (recvmsg 5.2) | refused (host access to published ports) |
+//! | `bpf_redirect_peer`, `bpf_redirect_neigh` | 5.10 | refused (delivery into containers) |
+//! | batch map ops | 5.6 | one update per entry |
+//! | `bpf_set_retval` in sock_addr hooks | 5.18 | a refused bind says EPERM, not EADDRINUSE |
+//! | BTF | 5.4 | not needed (the programs use no CO-RE); shown for information |
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    state,
+};
+
+/// Bumped whenever the set of probes changes: an older cache is probed again.
+pub const PROBE_VERSION: u32 = 2;
+
+/// The cache file under the run directory.
+pub const CACHE_FILE: &str = "features.json";
+
+/// Forces an attach mode: `tcx` or `netlink` (for tests of the fallback, or a kernel whose TCX
+/// misbehaves).
+pub const ATTACH_ENV: &str = "LINKRT_ATTACH_MODE";
+
+/// The result of one probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "support", content = "error")]
+pub enum Support {
+    Yes,
+    No,
+    /// The probe itself failed (e.g. not permitted); the text says how.
+    Unknown(String),
+}
+
+impl Support {
+    pub fn yes(&self) -> bool {
+        matches!(self, Support::Yes)
+    }
+
+    fn from_probe(r: std::result::Result<bool, String>) -> Self {
+        match r {
+            Ok(true) => Support::Yes,
+            Ok(false) => Support::No,
+            Err(e) => Support::Unknown(e),
+        }
+    }
+}
+
+/// Everything the probes found on one kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Features {
+    pub probe_version: u32,
+    /// `uname -r`.
+    pub kernel: String,
+    /// TCX links on TC hooks (6.6+).
+    pub tcx: Support,
+    /// The `clsact` qdisc (`sch_ingress`), which netlink `cls_bpf` attachment needs.
+    pub clsact: Support,
+    /// Kernel BTF at `/sys/kernel/btf/vmlinux`.
+    pub btf: Support,
+    /// `BPF_MAP_TYPE_RINGBUF` (5.8+).
+    pub ring_buffer: Support,
+    /// `BPF_MAP_TYPE_LRU_HASH` (4.10+).
+    pub lru_hash: Support,
+    /// `BPF_PROG_TYPE_CGROUP_SOCK_ADDR` (4.17+).
+    pub cgroup_sock_addr: Support,
+    /// `bpf_redirect_peer` from TC (5.10+).
+    pub redirect_peer: Support,
+    /// `bpf_redirect_neigh` from TC (5.10+).
+    pub redirect_neigh: Support,
+    /// `BPF_MAP_*_BATCH` (5.6+).
+    pub batch_map_ops: Support,
+    /// `bpf_set_retval` in cgroup sock_addr hooks (5.18+).
+    #[serde(default = "unknown")]
+    pub set_retval: Support,
+}
+
+fn unknown() -> Support {
+    Support::Unknown("not probed".into())
+}
+
+/// How TC programs are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// TCX links, pinned in bpffs (6.6+).
+    Tcx,
+    /// Netlink `cls_bpf` filters (direct action) on a `clsact` qdisc, recorded in the run dir.
+    Netlink,
+    /// Neither is available.
+    None,
+}
+
+impl AttachMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Tcx => "tcx",
+            AttachMode::Netlink => "netlink",
+            AttachMode::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Features {
+    /// `(major, minor)` of the kernel release, `(0, 0)` when it cannot be read.
+    pub fn kernel_version(&self) -> (u32, u32) {
+        parse_release(&self.kernel).unwrap_or((0, 0))
+    }
+
+    /// TCX where the kernel has it, else netlink on `clsact`.
+    pub fn attach_mode(&self) -> AttachMode {
+        if self.tcx.yes() {
+            AttachMode::Tcx
+        } else if self.clsact.yes() {
+            AttachMode::Netlink
+        } else {
+            AttachMode::None
+        }
+    }
+
+    /// Every probe with its display name, in a fixed order (for `linkrt info`).
+    pub fn list(&self) -> [(&'static str, &Support); 10] {
+        [
+            ("TCX", &self.tcx),
+            ("clsact", &self.clsact),
+            ("BTF", &self.btf),
+            ("RingBuffer", &self.ring_buffer),
+            ("LRUHash", &self.lru_hash),
+            ("CgroupSockAddr", &self.cgroup_sock_addr),
+            ("RedirectPeer", &self.redirect_peer),
+            ("RedirectNeigh", &self.redirect_neigh),
+            ("BatchMapOps", &self.batch_map_ops),
+            ("SetRetval", &self.set_retval),
+        ]
+    }
+
+    /// The attach mode to use: `forced` (the value of `LINKRT_ATTACH_MODE`) if the kernel allows it,
+    /// else [`Features::attach_mode`]. An unknown or impossible mode is refused by name.
+    pub fn choose_attach(&self, forced: Option<&str>) -> Result<AttachMode> {
+        let want = match forced.map(str::trim).filter(|s| !s.is_empty()) {
+            None => return Ok(self.attach_mode()),
+            Some("tcx") => AttachMode::Tcx,
+            Some("netlink") => AttachMode::Netlink,
+            Some(other) => {
+                return Err(Error::user(format!(
+                    "{ATTACH_ENV}={other}: not an attach mode (tcx or netlink)"
+                )));
+            }
+        };
+        let (have, feature, since) = match want {
+            AttachMode::Tcx => (&self.tcx, "TCX links", "6.6"),
+            _ => (&self.clsact, "the clsact qdisc (CONFIG_NET_SCH_INGRESS)", "4.5"),
+        };
+        match have {
+            Support::No => Err(Error::user(format!(
+                "{ATTACH_ENV}={want}: kernel {} has no {feature} (Linux {since}+)",
+                self.kernel
+            ))),
+            _ => Ok(want),
+        }
+    }
+
+    /// Every feature the datapath cannot do without that this kernel lacks, each named with
+    /// the kernel version that brought it; `Ok` when the datapath can run. A probe that could
+    /// not run (`Unknown`) is not a refusal: loading will say what really fails.
+    pub fn require(&self) -> Result<()> {
+        let mut missing = Vec::new();
+        let need = [
+            (
+                &self.lru_hash,
+                "LRU hash maps (BPF_MAP_TYPE_LRU_HASH), for connection tracking",
+                "4.10",
+            ),
+            (
+                &self.ring_buffer,
+                "the BPF ring buffer (BPF_MAP_TYPE_RINGBUF), for datapath events",
+                "5.8",
+            ),
+            (
+                &self.cgroup_sock_addr,
+                "cgroup sock_addr hooks (BPF_PROG_TYPE_CGROUP_SOCK_ADDR), for host access to published ports",
+                "5.2",
+            ),
+            (
+                &self.redirect_peer,
+                "bpf_redirect_peer, for delivery into containers",
+                "5.10",
+            ),
+            (
+                &self.redirect_neigh,
+                "bpf_redirect_neigh, for replies to uplinks",
+                "5.10",
+            ),
+        ];
+        for (s, what, since) in need {
+            if *s == Support::No {
+                missing.push(format!("{what} (Linux {since}+)"));
+            }
+        }
+        if self.attach_mode() == AttachMode::None {
+            missing.push("a way to attach TC programs: neither TCX links (Linux 6.6+) nor the clsact qdisc (sch_ingress, CONFIG_NET_SCH_INGRESS)".into());
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::user(format!(
+            "kernel {} lacks what the linkrt datapath needs: {}",
+            self.kernel,
+            missing.join("; ")
+        )))
+    }
+}
+
+/// `(major, minor)` from a release such as `6.1.0-57-amd64`.
+pub fn parse_release(s: &str) -> Option<(u32, u32)> {
+    let mut it = s.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// The kernel's answers; a fake in tests.
+pub trait Probe {
+    fn kernel_release(&self) -> String;
+    fn tcx(&self) -> std::result::Result<bool, String>;
+    fn clsact(&self) -> std::result::Result<bool, String>;
+    fn btf(&self) -> std::result::Result<bool, String>;
+    fn ring_buffer(&self) -> std::result::Result<bool, String>;
+    fn lru_hash(&self) -> std::result::Result<bool, String>;
+    fn cgroup_sock_addr(&self) -> std::result::Result<bool, String>;
+    fn redirect_peer(&self) -> std::result::Result<bool, String>;
+    fn redirect_neigh(&self) -> std::result::Result<bool, String>;
+    fn batch_map_ops(&self) -> std::result::Result<bool, String>;
+    fn set_retval(&self) -> std::result::Result<bool, String>;
+}
+
+/// Runs every probe.
+pub fn detect(p: &dyn Probe) -> Features {
+    Features {
+        probe_version: PROBE_VERSION,
+        kernel: p.kernel_release(),
+        tcx: Support::from_probe(p.tcx()),
+        clsact: Support::from_probe(p.clsact()),
+        btf: Support::from_probe(p.btf()),
+        ring_buffer: Support::from_probe(p.ring_buffer()),
+        lru_hash: Support::from_probe(p.lru_hash()),
+        cgroup_sock_addr: Support::from_probe(p.cgroup_sock_addr()),
+        redirect_peer: Support::from_probe(p.redirect_peer()),
+        redirect_neigh: Support::from_probe(p.redirect_neigh()),
+        batch_map_ops: Support::from_probe(p.batch_map_ops()),
+        set_retval: Support::from_probe(p.set_retval()),
+    }
+}
+
+pub fn cache_path(cfg: &Config) -> PathBuf {
+    cfg.run_root.join(CACHE_FILE)
+}
+
+/// The features: from the cache when it was written for this kernel release by this probe
+/// version, else probed and cached. Results with an `Unknown` are not cached (probed again).
+pub fn load_or_probe(cfg: &Config, p: &dyn Probe) -> Result<Features> {
+    let path = cache_path(cfg);
+    let release = p.kernel_release();
+    if let Ok(data) = std::fs::read(&path)
+        && let Ok(f) = serde_json::from_slice::<Features>(&data)
+        && f.kernel == release
+        && f.probe_version == PROBE_VERSION
+    {
+        return Ok(f);
+    }
+    let f = detect(p);
+    if f.list().iter().all(|(_, s)| !matches!(s, Support::Unknown(_))) {
+        state::create_private_dir(&cfg.run_root)?;
+        state::write_atomic(&path, &serde_json::to_vec_pretty(&f).expect("serializable"))?;
+    }
+    Ok(f)
+}
+
+/// The features of the running kernel ([`load_or_probe`] with the real probes).
+pub fn current(cfg: &Config) -> Result<Features> {
+    load_or_probe(cfg, &KernelProbe)
+}
+
+/// The attach mode this command uses: `LINKRT_ATTACH_MODE` if set (and possible), else what the
+/// kernel offers.
+pub fn attach_mode(cfg: &Config) -> Result<AttachMode> {
+    current(cfg)?.choose_attach(std::env::var(ATTACH_ENV).ok().as_deref())
+}
+
+/// The probes against the running kernel.
+pub struct KernelProbe;
+
+fn os_err(call: &str, e: io::Error) -> String {
+    format!("{call}: {e}")
+}
+
+// Raw bpf(2) for the probes aya does not offer (TCX links, batch operations).
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_TCX_INGRESS: u32 = 46;
+
+pub(super) fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a #[repr(C)] prefix of `union bpf_attr`, zero-padded, of the given
+    // size; the kernel reads (and for some commands writes) only that many bytes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>(),
+        )
+    };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
+}
+
+fn owned(r: libc::c_long) -> OwnedFd {
+    // SAFETY: a successful BPF_PROG_LOAD/BPF_MAP_CREATE returns a new fd that we own.
+    unsafe { OwnedFd::from_raw_fd(r as i32) }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+    rest: [u64; 4],
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+}
+
+/// `union bpf_attr` for `BPF_MAP_*_BATCH`.
+#[repr(C)]
+#[derive(Default)]
+pub(super) struct BatchAttr {
+    pub in_batch: u64,
+    pub out_batch: u64,
+    pub keys: u64,
+    pub values: u64,
+    pub count: u32,
+    pub map_fd: u32,
+    pub elem_flags: u64,
+    pub flags: u64,
+}
+
+/// `r0 = 0; exit` as a SCHED_CLS program.
+fn trivial_tc_prog() -> io::Result<OwnedFd> {
+    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = b"GPL\0";
+    let mut attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_SCHED_CLS,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        ..Default::default()
+    };
+    sys_bpf(BPF_PROG_LOAD, &mut attr).map(owned)
+}
+
+fn helper(t: aya::programs::ProgramType, h: aya::sys::BpfHelper) -> std::result::Result<bool, String> {
+    aya::sys::is_helper_supported(t, h).map_err(|e| e.to_string())
+}
+
+impl Probe for KernelProbe {
+    fn kernel_release(&self) -> String {
+        nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// A TCX link on interface index 0: a kernel with TCX looks the device up and answers
+    /// ENODEV; one without rejects the attach type with EINVAL. Nothing is attached either way.
+    fn tcx(&self) -> std::result::Result<bool, String> {
+        let prog = trivial_tc_prog().map_err(|e| os_err("loading a SCHED_CLS program", e))?;
+        let mut attr = LinkCreateAttr {
+            prog_fd: prog.as_raw_fd() as u32,
+            target_ifindex: 0,
+            attach_type: BPF_TCX_INGRESS,
+            ..Default::default()
+        };
+        match sys_bpf(BPF_LINK_CREATE, &mut attr) {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+            Err(e) => Err(os_err("BPF_LINK_CREATE (BPF_TCX_INGRESS)", e)),
+            Ok(r) => {
+                drop(owned(r));
+                Err("BPF_LINK_CREATE on ifindex 0 unexpectedly succeeded".into())
+            }
+        }
+    }
+
+    /// A `clsact` qdisc on `lo` of a private network namespace, made on a thread of its own.
+    fn clsact(&self) -> std::result::Result<bool, String> {
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
+            match aya::programs::tc::qdisc_add_clsact("lo") {
+                Ok(()) => Ok(true),
+                Err(aya::programs::tc::TcError::NetlinkError(e))
+                    if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EOPNOTSUPP)) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(format!("adding a clsact qdisc: {e}")),
+            }
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the clsact probe panicked".into()))
+    }
+
+    fn btf(&self) -> std::result::Result<bool, String> {
+        Ok(Path::new("/sys/kernel/btf/vmlinux").exists())
+    }
+
+    fn ring_buffer(&self) -> std::result::Result<bool, String> {
+        aya::sys::is_map_supported(aya::maps::MapType::RingBuf).map_err(|e| e.to_string())
+    }
+
+    fn lru_hash(&self) -> std::result::Result<bool, String> {
+        aya::sys::is_map_supported(aya::maps::MapType::LruHash).map_err(|e| e.to_string())
+    }
+
+    fn cgroup_sock_addr(&self) -> std::result::Result<bool, String> {
+        aya::sys::is_program_supported(aya::programs::ProgramType::CgroupSockAddr).map_err(|e| e.to_string())
+    }
+
+    fn redirect_peer(&self) -> std::result::Result<bool, String> {
+        helper(
+            aya::programs::ProgramType::SchedClassifier,
+            aya::sys::BpfHelper::BPF_FUNC_redirect_peer,
+        )
+    }
+
+    fn redirect_neigh(&self) -> std::result::Result<bool, String> {
+        helper(
+            aya::programs::ProgramType::SchedClassifier,
+            aya::sys::BpfHelper::BPF_FUNC_redirect_neigh,
+        )
+    }
+
+    /// `BPF_MAP_LOOKUP_BATCH` on an empty one-entry hash map: ENOENT (nothing to read) where the
+    /// command exists, EINVAL where it does not.
+    fn batch_map_ops(&self) -> std::result::Result<bool, String> {
+        let mut create = MapCreateAttr {
+            map_type: BPF_MAP_TYPE_HASH,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 1,
+            map_flags: 0,
+        };
+        let map = sys_bpf(BPF_MAP_CREATE, &mut create)
+            .map(owned)
+            .map_err(|e| os_err("creating a hash map", e))?;
+        let mut out_batch = 0u32;
+        let mut keys = [0u32; 1];
+        let mut values = [0u32; 1];
+        let mut attr = BatchAttr {
+            out_batch: &mut out_batch as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: 1,
+            map_fd: map.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        match sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+            Err(e) => Err(os_err("BPF_MAP_LOOKUP_BATCH", e)),
+        }
+    }
+
+    fn set_retval(&self) -> std::result::Result<bool, String> {
+        helper(
+            aya::programs::ProgramType::CgroupSockAddr,
+            aya::sys::BpfHelper::BPF_FUNC_set_retval,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kernel described by its answers; counts how often it was asked.
+    #[derive(Clone)]
+    struct Fake {
+        release: &'static str,
+        tcx: std::result::Result<bool, String>,
+        clsact: std::result::Result<bool, String>,
+        ringbuf: bool,
+        peer: bool,
+        batch: std::result::Result<bool, String>,
+        probes: std::rc::Rc<std::cell::Cell<u32>>,
+    }
+
+    impl Fake {
+        fn new(release: &'static str, tcx: bool) -> Self {
+            Fake {
+                release,
+                tcx: Ok(tcx),
+                clsact: Ok(true),
+                ringbuf: true,
+                peer: true,
+                batch: Ok(true),
+                probes: Default::default(),
+            }
+        }
+    }
+
+    impl Probe for Fake {
+        fn kernel_release(&self) -> String {
+            self.release.into()
+        }
+        fn tcx(&self) -> std::result::Result<bool, String> {
+            self.probes.set(self.probes.get() + 1);
+            self.tcx.clone()
+        }
+        fn clsact(&self) -> std::result::Result<bool, String> {
+            self.clsact.clone()
+        }
+        fn btf(&self) -> std::result::Result<bool, String> {
+            Ok(true)
+        }
+        fn ring_buffer(&self) -> std::result::Result<bool, String> {
+            Ok(self.ringbuf)
+        }
+        fn lru_hash(&self) -> std::result::Result<bool, String> {
+            Ok(true)
+        }
+        fn cgroup_sock_addr(&self) -> std::result::Result<bool, String> {
+            Ok(true)
+        }
+        fn redirect_peer(&self) -> std::result::Result<bool, String> {
+            Ok(self.peer)
+        }
+        fn redirect_neigh(&self) -> std::result::Result<bool, String> {
+            Ok(self.peer)
+        }
+        fn batch_map_ops(&self) -> std::result::Result<bool, String> {
+            self.batch.clone()
+        }
+        fn set_retval(&self) -> std::result::Result<bool, String> {
+            Ok(true)
+        }
+    }
+
+    fn cfg(dir: &Path) -> Config {
+        Config {
+            root: dir.join("lib"),
+            run_root: dir.join("run"),
+            bpffs: dir.join("bpf"),
+            cgroup: None,
+            cgroup_parent: "linkrt".into(),
+        }
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("linkrt-dp-features-{tag}-{}", std::process::id()));
+        if d.exists() {
+            std::fs::remove_dir_all(&d).unwrap();
+        }
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn debian_6_1_attaches_through_netlink_and_6_18_through_tcx() {
+        let new = detect(&Fake::new("6.18.44-fc", true));
+        assert_eq!(new.kernel_version(), (6, 18));
+        assert_eq!(new.attach_mode(), AttachMode::Tcx);
+        assert_eq!(new.choose_attach(None).unwrap(), AttachMode::Tcx);
+        assert!(new.require().is_ok());
+
+        let old = detect(&Fake::new("6.1.0-57-amd64", false));
+        assert_eq!(old.kernel_version(), (6, 1));
+        assert_eq!(old.attach_mode(), AttachMode::Netlink);
+        assert_eq!(old.choose_attach(None).unwrap(), AttachMode::Netlink);
+        assert!(old.require().is_ok(), "6.1 runs the datapath");
+    }
+
+    #[test]
+    fn the_override_forces_netlink_and_refuses_what_the_kernel_lacks() {
+        let new = detect(&Fake::new("6.18.44-fc", true));
+        assert_eq!(new.choose_attach(Some("netlink")).unwrap(), AttachMode::Netlink);
+        assert_eq!(new.choose_attach(Some("tcx")).unwrap(), AttachMode::Tcx);
+        assert_eq!(new.choose_attach(Some("")).unwrap(), AttachMode::Tcx);
+        let e = new.choose_attach(Some("xdp")).unwrap_err();
+        assert_eq!(e.exit_code(), 125);
+        assert!(
+            e.to_string().contains("LINKRT_ATTACH_MODE=xdp: not an attach mode"),
+            "{e}"
+        );
+
+        let old = detect(&Fake::new("6.1.0-57-amd64", false));
+        let e = old.choose_attach(Some("tcx")).unwrap_err().to_string();
+        assert!(e.contains("kernel 6.1.0-57-amd64 has no TCX links (Linux 6.6+)"), "{e}");
+
+        // A TCX probe that could not run does not forbid trying.
+        let mut f = Fake::new("6.18.44-fc", true);
+        f.tcx = Err("BPF_LINK_CREATE: Operation not permitted".into());
+        let d = detect(&f);
+        assert!(matches!(d.tcx, Support::Unknown(_)));
+        assert_eq!(d.attach_mode(), AttachMode::Netlink, "unknown TCX falls back");
+        assert_eq!(d.choose_attach(Some("tcx")).unwrap(), AttachMode::Tcx);
+    }
+
+    #[test]
+    fn a_missing_feature_is_refused_by_name_and_kernel_version() {
+        let mut f = Fake::new("5.4.0-150-generic", false);
+        f.ringbuf = false;
+        f.peer = false;
+        f.clsact = Ok(false);
+        let e = detect(&f).require().unwrap_err();
+        assert_eq!(e.exit_code(), 125);
+        let e = e.to_string();
+        assert!(e.starts_with("kernel 5.4.0-150-generic lacks"), "{e}");
+        assert!(
+            e.contains("BPF_MAP_TYPE_RINGBUF), for datapath events (Linux 5.8+)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("bpf_redirect_peer, for delivery into containers (Linux 5.10+)"),
+            "{e}"
+        );
+        assert!(e.contains("bpf_redirect_neigh"), "{e}");
+        assert!(e.contains("neither TCX links (Linux 6.6+) nor the clsact qdisc"), "{e}");
+        assert!(!e.contains("LRU"), "{e}");
+
+        // Batch operations have a fallback: never a refusal.
+        let mut f = Fake::new("5.4.0-150-generic", false);
+        f.batch = Ok(false);
+        assert!(detect(&f).require().is_ok());
+    }
+
+    #[test]
+    fn the_cache_is_keyed_by_kernel_release_and_probe_version() {
+        let d = tempdir("cache");
+        let c = cfg(&d);
+        let old = Fake::new("6.1.0-57-amd64", false);
+        let f1 = load_or_probe(&c, &old).unwrap();
+        assert_eq!(old.probes.get(), 1);
+        assert!(cache_path(&c).exists());
+        assert_eq!(load_or_probe(&c, &old).unwrap(), f1);
+        assert_eq!(old.probes.get(), 1, "second call comes from the cache");
+
+        // A reboot into another kernel: probed again.
+        let new = Fake::new("6.18.44-fc", true);
+        assert_eq!(load_or_probe(&c, &new).unwrap().attach_mode(), AttachMode::Tcx);
+        assert_eq!(new.probes.get(), 1);
+
+        // Another probe version's cache is not trusted.
+        let mut stale = load_or_probe(&c, &new).unwrap();
+        stale.probe_version = PROBE_VERSION - 1;
+        std::fs::write(cache_path(&c), serde_json::to_vec(&stale).unwrap()).unwrap();
+        load_or_probe(&c, &new).unwrap();
+        assert_eq!(new.probes.get(), 2);
+
+        // A probe that could not run is not cached.
+        std::fs::remove_file(cache_path(&c)).unwrap();
+        let mut unknown = Fake::new("6.18.44-fc", true);
+        unknown.batch = Err("BPF_MAP_LOOKUP_BATCH: Operation not permitted".into());
+        assert!(matches!(
+            load_or_probe(&c, &unknown).unwrap().batch_map_ops,
+            Support::Unknown(_)
+        ));
+        assert!(!cache_path(&c).exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn releases() {
+        assert_eq!(parse_release("6.1.0-57-amd64"), Some((6, 1)));
+        assert_eq!(parse_release("5.15.0-100-generic"), Some((5, 15)));
+        assert_eq!(parse_release("garbage"), None);
+    }
+}
