@@ -25,11 +25,14 @@ pub const ENDPOINTS: &str = "LRT_ENDPOINTS_V1";
 /// Container addresses (IP → host-side ifindex).
 pub const CONTAINER_IPS: &str = "LRT_CONTAINER_IPS_V1";
 
+/// Specific host addresses used by published ports (`nat::BIND_IPS_LEN` slots of `u32`).
+pub const BIND_IPS: &str = "LRT_BIND_IPS_V1";
+
 /// Datapath events for `linkrt monitor` (ring buffer of `stats::Event`).
 pub const EVENTS: &str = "LRT_EVENTS_V2";
 
 /// Every map of the object (each pinned under `<bpffs>/maps/<NAME>`).
-pub const ALL_MAPS: [&str; 11] = [
+pub const ALL_MAPS: [&str; 12] = [
     STATS,
     PORTMAP,
     CT,
@@ -41,6 +44,7 @@ pub const ALL_MAPS: [&str; 11] = [
     ENDPOINTS,
     CONTAINER_IPS,
     EVENTS,
+    BIND_IPS,
 ];
 
 /// Program names (function names in `linkrt-ebpf`).
@@ -51,8 +55,14 @@ pub const PROG_UPLINK_OUT: &str = "lrt_uplink_out";
 pub const PROG_CONNECT4: &str = "lrt_connect4";
 pub const PROG_SENDMSG4: &str = "lrt_sendmsg4";
 pub const PROG_RECVMSG4: &str = "lrt_recvmsg4";
+pub const PROG_BIND4: &str = "lrt_bind4";
+pub const PROG_BIND6: &str = "lrt_bind6";
+/// The bind hooks for kernels without `bpf_set_retval` (before 5.18): loaded, and pinned, in
+/// place of [`PROG_BIND4`]/[`PROG_BIND6`] there.
+pub const PROG_BIND4_EPERM: &str = "lrt_bind4_eperm";
+pub const PROG_BIND6_EPERM: &str = "lrt_bind6_eperm";
 
 /// The TC programs.
 pub const TC_PROGRAMS: [&str; 4] = [PROG_FROM_CONTAINER, PROG_TO_CONTAINER, PROG_UPLINK_IN, PROG_UPLINK_OUT];
 /// The cgroup socket hooks.
-pub const SOCK_PROGRAMS: [&str; 3] = [PROG_CONNECT4, PROG_SENDMSG4, PROG_RECVMSG4];
+pub const SOCK_PROGRAMS: [&str; 5] = [PROG_CONNECT4, PROG_SENDMSG4, PROG_RECVMSG4, PROG_BIND4, PROG_BIND6];

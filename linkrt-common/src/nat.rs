@@ -41,4 +41,10 @@ const _: () = assert!(core::mem::size_of::<Backend>() == 8);
 const _: () = assert!(core::mem::size_of::<SockRev>() == 12);
 
 pub const PORTMAP_MAX: u32 = 131_072;
+
+/// Slots of `BIND_IPS`: the specific host addresses (not 0.0.0.0) that published ports use,
+/// so that the bind hooks can refuse a host bind of 0.0.0.0:P when any address's P is
+/// published (as the socket Docker's proxy holds would). Unused slots are 0; a slot may
+/// outlive the last mapping on its address (harmless: a lookup that misses).
+pub const BIND_IPS_LEN: u32 = 16;
 pub const LOCAL_ADDRS_MAX: u32 = 256;

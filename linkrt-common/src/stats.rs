@@ -35,6 +35,8 @@ pub enum Counter {
     CtCreate = 12,
     /// Tracked flows closed by a TCP RST.
     CtClose = 13,
+    /// Host binds of a published port refused (EADDRINUSE), by the bind4/bind6 hooks.
+    BindRefused = 14,
 }
 
 /// Why a packet was dropped: index `DROP_BASE + code` into `STATS`, and `Event.reason`.
@@ -77,7 +79,7 @@ pub const DROP_BASE: u32 = 32;
 pub const STATS_LEN: u32 = 64;
 
 impl Counter {
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 15] = [
         Counter::FromContainer,
         Counter::ToContainer,
         Counter::Ipv4,
@@ -92,6 +94,7 @@ impl Counter {
         Counter::RedirectFib,
         Counter::CtCreate,
         Counter::CtClose,
+        Counter::BindRefused,
     ];
 
     /// The `STATS` slot.
@@ -115,6 +118,7 @@ impl Counter {
             Counter::RedirectFib => "redirect_fib",
             Counter::CtCreate => "ct_create",
             Counter::CtClose => "ct_close",
+            Counter::BindRefused => "bind_refused",
         }
     }
 }

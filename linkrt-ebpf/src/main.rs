@@ -5,9 +5,12 @@
 //! - `lrt_from_container` / `lrt_to_container`: a container veth's host side, ingress/egress.
 //! - `lrt_uplink_in` / `lrt_uplink_out`: every other interface of the host.
 //! - `lrt_connect4` / `lrt_sendmsg4` / `lrt_recvmsg4`: host processes (cgroup socket hooks).
+//! - `lrt_bind4` / `lrt_bind6`: host binds of published ports refused (cgroup socket hooks).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+#[cfg(target_arch = "bpf")]
+mod bind;
 #[cfg(target_arch = "bpf")]
 mod conntrack;
 #[cfg(target_arch = "bpf")]
@@ -125,6 +128,27 @@ mod entry {
     #[cgroup_sock_addr(recvmsg4)]
     pub fn lrt_recvmsg4(ctx: SockAddrContext) -> i32 {
         crate::sock::recvmsg(&ctx)
+    }
+
+    #[cgroup_sock_addr(bind4)]
+    pub fn lrt_bind4(ctx: SockAddrContext) -> i32 {
+        crate::bind::bind4(&ctx, true)
+    }
+
+    #[cgroup_sock_addr(bind6)]
+    pub fn lrt_bind6(ctx: SockAddrContext) -> i32 {
+        crate::bind::bind6(&ctx, true)
+    }
+
+    /// The same without `bpf_set_retval` (before 5.18): the refused bind says EPERM.
+    #[cgroup_sock_addr(bind4)]
+    pub fn lrt_bind4_eperm(ctx: SockAddrContext) -> i32 {
+        crate::bind::bind4(&ctx, false)
+    }
+
+    #[cgroup_sock_addr(bind6)]
+    pub fn lrt_bind6_eperm(ctx: SockAddrContext) -> i32 {
+        crate::bind::bind6(&ctx, false)
     }
 
     #[panic_handler]

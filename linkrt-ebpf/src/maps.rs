@@ -10,7 +10,7 @@ use linkrt_common::{
     Counter, DropReason, EVENTS_BYTES, Event, STATS_LEN,
     config::CONFIG_LEN,
     ct::{CT_MAX, CtEntry, CtKey, FRAG_MAX, FragKey},
-    nat::{Backend, LOCAL_ADDRS_MAX, PORTMAP_MAX, PortKey, SOCK_REV_MAX, SockRev},
+    nat::{BIND_IPS_LEN, Backend, LOCAL_ADDRS_MAX, PORTMAP_MAX, PortKey, SOCK_REV_MAX, SockRev},
     policy::{ENDPOINTS_MAX, Endpoint, POLICY_MAX, PolicyKey},
 };
 
@@ -46,6 +46,9 @@ pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(ENDPOINTS_MAX, 0)
 
 #[map(name = "LRT_CONTAINER_IPS_V1")]
 pub static CONTAINER_IPS: HashMap<u32, u32> = HashMap::pinned(ENDPOINTS_MAX, 0);
+
+#[map(name = "LRT_BIND_IPS_V1")]
+pub static BIND_IPS: Array<u32> = Array::pinned(BIND_IPS_LEN, 0);
 
 #[inline(always)]
 fn bump(slot: u32) {

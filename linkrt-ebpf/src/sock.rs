@@ -19,10 +19,10 @@ use crate::{
 };
 
 /// What the hooks return: let the call go on.
-const PROCEED: i32 = 1;
+pub const PROCEED: i32 = 1;
 
 #[inline(always)]
-fn in_host_netns(ctx: &SockAddrContext) -> bool {
+pub fn in_host_netns(ctx: &SockAddrContext) -> bool {
     let want = config(CONFIG_NETNS_COOKIE);
     // SAFETY: helper on a valid program context.
     want != 0 && unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) } == want

@@ -109,7 +109,7 @@ fn conflicts_and_host_processes_are_refused_and_leave_nothing() {
     );
     assert_eq!(h.links().matches("veth").count(), 1, "no veth left by the failed start");
     // The running container's port is held: a host process cannot bind it.
-    let o = h.sh(&[
+    let o = h.host_process(&[
         "python3",
         "-c",
         "import socket; socket.socket().bind(('0.0.0.0', 8088))",
@@ -312,7 +312,7 @@ fn a_10000_port_range_is_one_map_update_not_10000_processes() {
     let body = eventually(10, || cl.curl(&format!("http://{HOST_IP}:25000/")));
     assert!(body.contains("Directory listing"), "{body}");
     // Every port of the range is held against host processes.
-    let o = h.sh(&[
+    let o = h.host_process(&[
         "python3",
         "-c",
         "import socket; socket.socket().bind(('0.0.0.0', 29999))",

@@ -129,6 +129,8 @@ pub struct Datapath {
     ebpf: Ebpf,
     cfg: Config,
     mode: AttachMode,
+    /// The bind hooks refuse with EADDRINUSE (`bpf_set_retval`), not EPERM.
+    retval: bool,
 }
 
 impl Datapath {
@@ -150,7 +152,10 @@ impl Datapath {
                 .load()
                 .map_err(|source| Error::Program { name, source })?;
         }
-        for name in maps::SOCK_PROGRAMS {
+        // Without bpf_set_retval (before 5.18) the variants that refuse with EPERM.
+        let retval = feats.set_retval != features::Support::No;
+        for logical in maps::SOCK_PROGRAMS {
+            let name = sock_variant(logical, retval);
             sock_prog(&mut ebpf, name)?
                 .load()
                 .map_err(|source| Error::Program { name, source })?;
@@ -160,6 +165,7 @@ impl Datapath {
             ebpf,
             cfg: cfg.clone(),
             mode,
+            retval,
         })
     }
 
@@ -230,12 +236,13 @@ impl Datapath {
     pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<()> {
         Pinned::new(&self.cfg).set_config(linkrt_common::config::CONFIG_NETNS_COOKIE, netns_cookie()?)?;
         let dir = fs::File::open(cgroup).map_err(|e| Error::io("opening cgroup", cgroup, e))?;
-        for name in maps::SOCK_PROGRAMS {
-            let pin = cgroup_pin(&self.cfg, name);
+        for logical in maps::SOCK_PROGRAMS {
+            let pin = cgroup_pin(&self.cfg, logical);
             if PinnedLink::from_pin(&pin).is_ok() {
                 continue;
             }
             remove_pin(&pin)?;
+            let name = sock_variant(logical, self.retval);
             let p = sock_prog(&mut self.ebpf, name)?;
             let perr = |source| Error::Program { name, source };
             // A bpf_link (kernel >= 5.7) always coexists with other programs on the cgroup.
@@ -270,6 +277,15 @@ pub(super) fn link_pin(cfg: &Config, ifname: &str, hook: Hook) -> PathBuf {
 
 pub(super) fn cgroup_pin(cfg: &Config, prog: &str) -> PathBuf {
     cfg.links_dir().join(format!("cgroup_{prog}"))
+}
+
+/// The program of the object that serves as socket hook `logical`.
+fn sock_variant(logical: &'static str, retval: bool) -> &'static str {
+    match (logical, retval) {
+        (maps::PROG_BIND4, false) => maps::PROG_BIND4_EPERM,
+        (maps::PROG_BIND6, false) => maps::PROG_BIND6_EPERM,
+        _ => logical,
+    }
 }
 
 fn sock_prog<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut CgroupSockAddr> {

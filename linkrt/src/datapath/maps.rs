@@ -7,11 +7,13 @@ use linkrt_common::{
     config::{CONFIG_GATEWAY, CONFIG_GATEWAY_MAC, CONFIG_ICC, CONFIG_ROUTED, CONFIG_SUBNET},
     ct::{CT_ALLOW, CT_DNAT, CtEntry, CtKey},
     maps,
-    nat::{Backend, PortKey},
+    nat::{BIND_IPS_LEN, Backend, PortKey},
     policy::{Endpoint, PolicyKey},
     user::{ip_be, mac_config, subnet_config},
 };
 
+use super::batch;
+pub use super::batch::Batched;
 use crate::{
     config::Config,
     error::{Error, Result},
@@ -37,7 +39,7 @@ impl<'a> Pinned<'a> {
         MapData::from_pin(self.cfg.maps_dir().join(name)).map_err(map_err(name))
     }
 
-    fn map(&self, name: &'static str) -> Result<Map> {
+    pub fn map(&self, name: &'static str) -> Result<Map> {
         Map::from_map_data(self.data(name)?).map_err(map_err(name))
     }
 
@@ -92,27 +94,97 @@ fn ipv4(ip: &str) -> Result<Ipv4Addr> {
     ip.parse().map_err(|_| Error::sys(format!("not an IPv4 address: {ip}")))
 }
 
-/// Publishes `mappings` to the container at `ip` (entries in the pinned `PORTMAP`).
+/// Publishes `mappings` to the container at `ip`: the `PORTMAP` entries in one
+/// `BPF_MAP_UPDATE_BATCH` where the kernel has it (one update per entry where not), after the
+/// specific host addresses they use are in `BIND_IPS` (so the bind hooks never miss one).
 /// IPv6 host addresses are not supported by the datapath yet and are refused.
-pub fn publish(cfg: &Config, mappings: &[Mapping], ip: &str) -> Result<()> {
-    let mut pm = Pinned::new(cfg).hash::<PortKey, Backend>(maps::PORTMAP)?;
+pub fn publish(cfg: &Config, mappings: &[Mapping], ip: &str) -> Result<Batched> {
+    let pinned = Pinned::new(cfg);
     let backend = ipv4(ip)?;
-    for m in mappings {
-        pm.insert(port_key(m)?, Backend::new(backend, m.container.port), 0)
-            .map_err(map_err(maps::PORTMAP))?;
+    let keys: Vec<PortKey> = mappings.iter().map(port_key).collect::<Result<_>>()?;
+    let values: Vec<Backend> = mappings
+        .iter()
+        .map(|m| Backend::new(backend, m.container.port))
+        .collect();
+    reserve_bind_ips(&pinned, &keys)?;
+    let data = pinned.data(maps::PORTMAP)?;
+    let pin = cfg.maps_dir().join(maps::PORTMAP);
+    match batch::update(&data, &keys, &values).map_err(|e| Error::io("BPF_MAP_UPDATE_BATCH on", &pin, e))? {
+        Batched::Unsupported => {
+            let mut pm: HashMap<MapData, PortKey, Backend> =
+                HashMap::try_from(Map::from_map_data(data).map_err(map_err(maps::PORTMAP))?)
+                    .map_err(map_err(maps::PORTMAP))?;
+            for (k, v) in keys.iter().zip(&values) {
+                pm.insert(k, v, 0).map_err(map_err(maps::PORTMAP))?;
+            }
+            Ok(Batched::Unsupported)
+        }
+        done => Ok(done),
+    }
+}
+
+/// Makes sure every specific host address of `keys` has a `BIND_IPS` slot. A full table
+/// first forgets the addresses that no `PORTMAP` entry uses any more.
+fn reserve_bind_ips(p: &Pinned<'_>, keys: &[PortKey]) -> Result<()> {
+    let mut want: Vec<u32> = keys.iter().map(|k| k.ip).filter(|ip| *ip != 0).collect();
+    want.sort_unstable();
+    want.dedup();
+    if want.is_empty() {
+        return Ok(());
+    }
+    let name = maps::BIND_IPS;
+    let mut arr: Array<MapData, u32> = Array::try_from(p.map(name)?).map_err(map_err(name))?;
+    let mut slots = (0..BIND_IPS_LEN)
+        .map(|i| arr.get(&i, 0).map_err(map_err(name)))
+        .collect::<Result<Vec<u32>>>()?;
+    for ip in want {
+        if slots.contains(&ip) {
+            continue;
+        }
+        if !slots.contains(&0) {
+            let used: std::collections::BTreeSet<u32> = p
+                .hash::<PortKey, Backend>(maps::PORTMAP)?
+                .keys()
+                .filter_map(|k| k.ok())
+                .map(|k| k.ip)
+                .collect();
+            for (i, s) in slots.iter_mut().enumerate() {
+                if *s != 0 && !used.contains(s) {
+                    arr.set(i as u32, 0, 0).map_err(map_err(name))?;
+                    *s = 0;
+                }
+            }
+        }
+        let Some(i) = slots.iter().position(|s| *s == 0) else {
+            return Err(Error::user(format!(
+                "cannot publish on {}: ports are published on {BIND_IPS_LEN} other host addresses already (the most linkrt reserves)",
+                Ipv4Addr::from(u32::from_be(ip))
+            )));
+        };
+        arr.set(i as u32, ip, 0).map_err(map_err(name))?;
+        slots[i] = ip;
     }
     Ok(())
 }
 
-/// Removes the mappings of a container and every tracked flow to, from or translated to
-/// `ip`, so that no stale flow (UDP in particular) survives the mapping.
-pub fn unpublish(cfg: &Config, mappings: &[Mapping], ip: Option<&str>) -> Result<()> {
+/// Removes the mappings of a container (one `BPF_MAP_DELETE_BATCH` where the kernel has it)
+/// and every tracked flow to, from or translated to `ip`, so that no stale flow (UDP in
+/// particular) survives the mapping.
+pub fn unpublish(cfg: &Config, mappings: &[Mapping], ip: Option<&str>) -> Result<Batched> {
     let pinned = Pinned::new(cfg);
-    let mut pm = pinned.hash::<PortKey, Backend>(maps::PORTMAP)?;
-    for m in mappings {
-        match pm.remove(&port_key(m)?) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(e) => return Err(map_err(maps::PORTMAP)(e)),
+    let keys: Vec<PortKey> = mappings.iter().map(port_key).collect::<Result<_>>()?;
+    let data = pinned.data(maps::PORTMAP)?;
+    let pin = cfg.maps_dir().join(maps::PORTMAP);
+    let done = batch::delete(&data, &keys).map_err(|e| Error::io("BPF_MAP_DELETE_BATCH on", &pin, e))?;
+    if done == Batched::Unsupported {
+        let mut pm: HashMap<MapData, PortKey, Backend> =
+            HashMap::try_from(Map::from_map_data(data).map_err(map_err(maps::PORTMAP))?)
+                .map_err(map_err(maps::PORTMAP))?;
+        for k in &keys {
+            match pm.remove(k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(maps::PORTMAP)(e)),
+            }
         }
     }
     if let Some(ip) = ip {
@@ -122,7 +194,7 @@ pub fn unpublish(cfg: &Config, mappings: &[Mapping], ip: Option<&str>) -> Result
             k.saddr == ip || k.daddr == ip || (e.kind == CT_DNAT && e.addr == ip)
         })?;
     }
-    Ok(())
+    Ok(done)
 }
 
 /// Replaces the set of the host's own addresses (for 0.0.0.0 mappings).

@@ -11,9 +11,11 @@
 //!   [`features::attach_mode`];
 //! - `linkrt info`: [`features::current`] (cached probes), [`features::attach_mode`],
 //!   [`features::Features::require`].
+mod batch;
 mod events;
 pub mod features;
 mod health;
+mod host_sockets;
 mod loader;
 mod maps;
 pub mod netlink;
@@ -22,10 +24,11 @@ mod settings;
 pub use events::{DatapathEvent, EventReader};
 pub use features::{AttachMode, Features};
 pub use health::{Health, Missing, Wanted, WantedEndpoint, check, heal};
+pub use host_sockets::HostSockets;
 pub use loader::{
     Datapath, Hook, Role, attached_interfaces, detach, ensure_bpffs, netns_cookie, object, tcx_interfaces,
 };
-pub use maps::{PolicyState, Stat, map_len, publish, set_local_addrs, stats, sync_policy, unpublish};
+pub use maps::{Batched, PolicyState, Stat, map_len, publish, set_local_addrs, stats, sync_policy, unpublish};
 pub use settings::{GatewayMode, bridge_mac, gateway_mode, saved_gateway_mode};
 
 #[cfg(test)]
@@ -41,7 +44,12 @@ mod tests {
         for name in maps::ALL_MAPS {
             assert!(obj.maps.contains_key(name), "map {name} missing from the object");
         }
-        for name in maps::TC_PROGRAMS.iter().chain(maps::SOCK_PROGRAMS.iter()) {
+        let eperm = [maps::PROG_BIND4_EPERM, maps::PROG_BIND6_EPERM];
+        for name in maps::TC_PROGRAMS
+            .iter()
+            .chain(maps::SOCK_PROGRAMS.iter())
+            .chain(eperm.iter())
+        {
             assert!(
                 obj.programs.contains_key(*name),
                 "program {name} missing from the object"

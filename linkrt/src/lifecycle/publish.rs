@@ -1,9 +1,6 @@
 //! Host ports for a start: allocated against every container that holds ports (running, or
 //! dead: a lost record keeps its ports), checked against host processes with Docker's words.
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
-};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use crate::{
     config::Config,
@@ -12,19 +9,28 @@ use crate::{
     state::{self, Container, Status},
 };
 
-/// Whether a host process could bind `ip:port`; the OS's reason when it could not. SCTP, which
-/// this kernel may not even have sockets for, is checked against the host's addresses.
-fn host_port_free(ip: &str, port: u16, proto: Proto, local: &[std::net::Ipv4Addr]) -> std::result::Result<(), String> {
+/// Whether a host process holds `ip:port` (from one dump of the host's sockets, not a test
+/// bind per port); the OS's words when it does. A host address that is not the host's is
+/// refused as a bind would refuse it. SCTP, which this kernel may not even have sockets for,
+/// is checked against the host's addresses only.
+fn host_port_free(
+    held: &crate::datapath::HostSockets,
+    ip: &str,
+    port: u16,
+    proto: Proto,
+    local: &[std::net::Ipv4Addr],
+) -> std::result::Result<(), String> {
     let addr: IpAddr = ip.parse().map_err(|_| format!("invalid address {ip}"))?;
-    let sa = SocketAddr::new(addr, port);
-    let os = |e: std::io::Error| e.to_string().split(" (os error").next().unwrap_or("").to_lowercase();
+    let IpAddr::V4(a) = addr else {
+        // Refused later, by name (the datapath has no IPv6 yet).
+        return Ok(());
+    };
+    if !(a.is_unspecified() || a.is_loopback() || local.contains(&a)) {
+        return Err("cannot assign requested address".into());
+    }
     match proto {
-        Proto::Tcp => TcpListener::bind(sa).map(drop).map_err(os),
-        Proto::Udp => UdpSocket::bind(sa).map(drop).map_err(os),
-        Proto::Sctp => match addr {
-            IpAddr::V4(a) if a.is_unspecified() || local.contains(&a) => Ok(()),
-            _ => Err("cannot assign requested address".into()),
-        },
+        Proto::Tcp | Proto::Udp => held.free(a, port, proto.number()),
+        Proto::Sctp => Ok(()),
     }
 }
 
@@ -60,12 +66,13 @@ pub fn allocate(cfg: &Config, c: &Container, all: &[Container], local: &[std::ne
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok())
         .unwrap_or_default();
+    let held = crate::datapath::HostSockets::read()?;
     let maps = ports::allocate(
         &bindings,
         &in_use,
         &mut last,
         ports::ephemeral_range(),
-        &|ip, p, proto| host_port_free(ip, p, proto, local),
+        &|ip, p, proto| host_port_free(&held, ip, p, proto, local),
     )?;
     for m in &maps {
         if m.container.proto == Proto::Sctp && m.host_port != m.container.port {

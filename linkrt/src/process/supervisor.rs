@@ -216,7 +216,6 @@ fn supervise(cfg: &Config, store: &Store, id: &str, report: &mut File, attach: O
         .write(report)
         .map_err(|e| Error::io("writing", "the start report", e))?;
     state::failpoint("supervisor-started");
-    let _reserved = reserve_ports(&c.state.ports);
     let (out_p, err_p) = log_paths(store, id);
     let logs = (open_log(&out_p, c.spec.log)?, open_log(&err_p, c.spec.log)?);
     let rt_async = tokio::runtime::Builder::new_current_thread()
@@ -239,38 +238,6 @@ fn supervise(cfg: &Config, store: &Store, id: &str, report: &mut File, attach: O
         }
     }
     Ok(())
-}
-
-/// Binds every published host port for the container's lifetime (as Docker 28 does), so that
-/// no host process can take a port whose traffic the datapath sends to the container.
-/// TCP sockets are bound, not listening: the datapath answers before the socket layer.
-fn reserve_ports(maps: &[crate::ports::Mapping]) -> Vec<OwnedFd> {
-    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, socket};
-    // One descriptor per port: large ranges need more than the default soft limit.
-    if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
-        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
-    }
-    let mut v = Vec::new();
-    for m in maps {
-        let ty = match m.container.proto {
-            crate::ports::Proto::Tcp => SockType::Stream,
-            crate::ports::Proto::Udp => SockType::Datagram,
-            crate::ports::Proto::Sctp => continue,
-        };
-        let Ok(ip) = m.host_ip.parse::<std::net::Ipv4Addr>() else {
-            continue;
-        };
-        if let Ok(fd) = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)
-            && bind(
-                fd.as_raw_fd(),
-                &SockaddrIn::from(std::net::SocketAddrV4::new(ip, m.host_port)),
-            )
-            .is_ok()
-        {
-            v.push(fd);
-        }
-    }
-    v
 }
 
 /// Docker's exit code of a wait status (128 + signal when killed).
