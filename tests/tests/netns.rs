@@ -41,3 +41,42 @@ fn programs_attached_to_a_veth_see_real_traffic() {
     assert!(bpf::attached_interfaces(&t.cfg).is_empty());
     let _ = sh(&["true"]);
 }
+
+/// Issue 13: a 10,000-port range is one BPF_MAP_UPDATE_BATCH, and its removal one
+/// BPF_MAP_DELETE_BATCH (plus one more per key that is not there).
+#[test]
+fn a_published_range_is_written_and_removed_in_one_batch() {
+    use linkrt::ports::{Mapping, PortKey, Proto};
+    use linkrt_common::maps;
+    require_root();
+    let t = TestConfig::new();
+    let host = NetNs::new("lrt-host");
+    let cfg = t.cfg.clone();
+    let range = |lo: u16, hi: u16| -> Vec<Mapping> {
+        (lo..=hi)
+            .map(|p| Mapping {
+                container: PortKey {
+                    port: p,
+                    proto: Proto::Tcp,
+                },
+                host_ip: "0.0.0.0".into(),
+                host_port: p,
+            })
+            .collect()
+    };
+    let (published, len, removed, len_after) = host.run(move || {
+        Datapath::load(&cfg).expect("load datapath");
+        let m = range(20000, 29999);
+        let published = bpf::publish(&cfg, &m, "172.17.0.5").expect("publish");
+        let len = bpf::map_len(&cfg, maps::PORTMAP).unwrap();
+        // Two keys gone already (removed by hand): the batch goes on past them.
+        bpf::unpublish(&cfg, &range(25000, 25000), None).unwrap();
+        bpf::unpublish(&cfg, &range(29999, 29999), None).unwrap();
+        let removed = bpf::unpublish(&cfg, &m, None);
+        (published, len, removed, bpf::map_len(&cfg, maps::PORTMAP).unwrap())
+    });
+    assert_eq!(published, bpf::Batched::Done { calls: 1 });
+    assert_eq!(len, 10_000);
+    assert_eq!(removed.expect("unpublish"), bpf::Batched::Done { calls: 2 });
+    assert_eq!(len_after, 0);
+}
