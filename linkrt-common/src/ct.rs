@@ -75,6 +75,9 @@ const _: () = assert!(core::mem::size_of::<CtKey>() == 16);
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
 
-pub const CT_MAX: u32 = 262_144;
+/// Default size of `CT` (LRU, preallocated: about 96 bytes an entry, 12 MiB): 65,536 tracked
+/// flows at once (two entries each); beyond that the least recently used flow is forgotten.
+/// `LINKRT_CT_ENTRIES` sets another size when the map is first created.
+pub const CT_MAX: u32 = 131_072;
 /// Fragmented datagrams in flight (the first fragment's verdict, `FRAG` value: a [`CtEntry`]).
 pub const FRAG_MAX: u32 = 8_192;

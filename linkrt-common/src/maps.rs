@@ -4,7 +4,7 @@
 pub const STATS: &str = "LRT_STATS_V2";
 
 /// Published ports: [`crate::nat::PortKey`] → [`crate::nat::Backend`].
-pub const PORTMAP: &str = "LRT_PORTMAP_V1";
+pub const PORTMAP: &str = "LRT_PORTMAP_V2";
 /// Tracked flows, both directions: [`crate::ct::CtKey`] → [`crate::ct::CtEntry`] (LRU).
 pub const CT: &str = "LRT_CT_V2";
 /// Fragmented datagrams whose first fragment was accepted: [`crate::ct::FragKey`] →
@@ -19,11 +19,11 @@ pub const CONFIG: &str = "LRT_CONFIG_V1";
 pub const SOCK_REV: &str = "LRT_SOCK_REV_V1";
 
 /// Allowed new flows between containers (`policy::PolicyKey` → 1).
-pub const POLICY: &str = "LRT_POLICY_V1";
+pub const POLICY: &str = "LRT_POLICY_V2";
 /// Container veths: host-side ifindex → `policy::Endpoint`.
-pub const ENDPOINTS: &str = "LRT_ENDPOINTS_V1";
+pub const ENDPOINTS: &str = "LRT_ENDPOINTS_V2";
 /// Container addresses (IP → host-side ifindex).
-pub const CONTAINER_IPS: &str = "LRT_CONTAINER_IPS_V1";
+pub const CONTAINER_IPS: &str = "LRT_CONTAINER_IPS_V2";
 
 /// Specific host addresses used by published ports (`nat::BIND_IPS_LEN` slots of `u32`).
 pub const BIND_IPS: &str = "LRT_BIND_IPS_V1";

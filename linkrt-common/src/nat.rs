@@ -31,7 +31,9 @@ pub struct SockRev {
     pub backend_ip: u32,
 }
 
-pub const SOCK_REV_MAX: u32 = 65_536;
+/// Default size of `SOCK_REV` (LRU, preallocated): host sockets connected to published ports
+/// at once whose unconnected-UDP replies are restored (`LINKRT_SOCK_REV_ENTRIES`).
+pub const SOCK_REV_MAX: u32 = 16_384;
 
 /// A local address of the host (`LOCAL_ADDRS` key; value unused).
 pub type LocalAddr = u32;
@@ -40,6 +42,7 @@ const _: () = assert!(core::mem::size_of::<PortKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Backend>() == 8);
 const _: () = assert!(core::mem::size_of::<SockRev>() == 12);
 
+/// Default most published host ports (not preallocated; `LINKRT_PORTMAP_ENTRIES`).
 pub const PORTMAP_MAX: u32 = 131_072;
 
 /// Slots of `BIND_IPS`: the specific host addresses (not 0.0.0.0) that published ports use,

@@ -20,8 +20,12 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::pinned(STATS_LEN, 0);
 #[map(name = "LRT_EVENTS_V2")]
 pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 
-#[map(name = "LRT_PORTMAP_V1")]
-pub static PORTMAP: HashMap<PortKey, Backend> = HashMap::pinned(PORTMAP_MAX, 0);
+/// Plain hash maps are not preallocated (`BPF_F_NO_PREALLOC`): their memory follows their
+/// entries, so 131,072 possible mappings cost nothing until published (issue 14).
+const NO_PREALLOC: u32 = 1;
+
+#[map(name = "LRT_PORTMAP_V2")]
+pub static PORTMAP: HashMap<PortKey, Backend> = HashMap::pinned(PORTMAP_MAX, NO_PREALLOC);
 
 #[map(name = "LRT_CT_V2")]
 pub static CT: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(CT_MAX, 0);
@@ -38,14 +42,14 @@ pub static CONFIG: Array<u64> = Array::pinned(CONFIG_LEN, 0);
 #[map(name = "LRT_SOCK_REV_V1")]
 pub static SOCK_REV: LruHashMap<u64, SockRev> = LruHashMap::pinned(SOCK_REV_MAX, 0);
 
-#[map(name = "LRT_POLICY_V1")]
-pub static POLICY: HashMap<PolicyKey, u32> = HashMap::pinned(POLICY_MAX, 0);
+#[map(name = "LRT_POLICY_V2")]
+pub static POLICY: HashMap<PolicyKey, u32> = HashMap::pinned(POLICY_MAX, NO_PREALLOC);
 
-#[map(name = "LRT_ENDPOINTS_V1")]
-pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(ENDPOINTS_MAX, 0);
+#[map(name = "LRT_ENDPOINTS_V2")]
+pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(ENDPOINTS_MAX, NO_PREALLOC);
 
-#[map(name = "LRT_CONTAINER_IPS_V1")]
-pub static CONTAINER_IPS: HashMap<u32, u32> = HashMap::pinned(ENDPOINTS_MAX, 0);
+#[map(name = "LRT_CONTAINER_IPS_V2")]
+pub static CONTAINER_IPS: HashMap<u32, u32> = HashMap::pinned(ENDPOINTS_MAX, NO_PREALLOC);
 
 #[map(name = "LRT_BIND_IPS_V1")]
 pub static BIND_IPS: Array<u32> = Array::pinned(BIND_IPS_LEN, 0);

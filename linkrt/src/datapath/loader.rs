@@ -146,7 +146,13 @@ impl Datapath {
         for d in [cfg.maps_dir(), cfg.links_dir()] {
             crate::state::create_private_dir(&d)?;
         }
-        let mut ebpf = EbpfLoader::new().default_map_pin_directory(cfg.maps_dir()).load(obj)?;
+        let sizes = super::sizes::sizes(&cfg.maps_dir(), |v| std::env::var(v).ok())?;
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(cfg.maps_dir());
+        for (name, n) in &sizes {
+            loader.map_max_entries(name, *n);
+        }
+        let mut ebpf = loader.load(obj)?;
         for name in maps::TC_PROGRAMS {
             prog(&mut ebpf, name)?
                 .load()

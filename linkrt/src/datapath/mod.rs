@@ -20,6 +20,7 @@ mod loader;
 mod maps;
 pub mod netlink;
 mod settings;
+pub mod sizes;
 
 pub use events::{DatapathEvent, EventReader};
 pub use features::{AttachMode, Features};
