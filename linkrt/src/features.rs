@@ -222,6 +222,8 @@ fn fs_type_of_nearest(p: &Path) -> Option<(PathBuf, i64)> {
     let mut cur = Some(p);
     while let Some(d) = cur {
         if let Ok(st) = nix::sys::statfs::statfs(d) {
+            // fs_type_t is a C long: i64 only on 64-bit targets.
+            #[allow(clippy::unnecessary_cast)]
             return Some((d.to_path_buf(), st.filesystem_type().0 as i64));
         }
         cur = d.parent();
@@ -267,9 +269,7 @@ impl Mounts {
             Some((d, Some((at, _)))) if at != d => Err(format!("{} does not exist", d.display())),
             Some((d, _)) => Err(format!("{} is not a cgroup2 directory", d.display())),
         };
-        let kernel_has_bpffs = filesystems
-            .lines()
-            .any(|l| l.split_whitespace().last() == Some("bpf"));
+        let kernel_has_bpffs = filesystems.lines().any(|l| l.split_whitespace().last() == Some("bpf"));
         let bpffs = match bpffs_at {
             Some((_, t)) if t == BPF_FS_MAGIC => Ok(()),
             _ if kernel_has_bpffs => Ok(()),
@@ -310,9 +310,7 @@ pub fn check(f: &Features, m: &Mounts) -> Result<()> {
         ));
     }
     if let Err(e) = &m.bpffs {
-        missing.push(format!(
-            "no bpffs for pinned maps and links: {e}"
-        ));
+        missing.push(format!("no bpffs for pinned maps and links: {e}"));
     }
     if missing.is_empty() {
         Ok(())
@@ -726,7 +724,10 @@ mod tests {
         let old = detect(&Fake::new("4.19.0-27-amd64", false));
         let e = check(&old, &mounts_ok()).unwrap_err();
         assert_eq!(e.exit_code(), 125);
-        assert!(e.to_string().contains("kernel 4.19.0-27-amd64 is older than 5.10"), "{e}");
+        assert!(
+            e.to_string().contains("kernel 4.19.0-27-amd64 is older than 5.10"),
+            "{e}"
+        );
 
         let mut no_tc = Fake::new("5.15.0-100-generic", false);
         no_tc.clsact = Ok(false);
@@ -743,7 +744,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("no cgroup v2 for the socket hooks"), "{e}");
-        assert!(e.contains("no bpffs for pinned maps and links: the kernel has no bpf file system"), "{e}");
+        assert!(
+            e.contains("no bpffs for pinned maps and links: the kernel has no bpf file system"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -751,7 +755,12 @@ mod tests {
         let c = cfg(Path::new("/x"));
         let with_bpf = "nodev\tsysfs\nnodev\tbpf\n\text4\n";
         let cg = PathBuf::from("/sys/fs/cgroup/unified");
-        let ok = Mounts::decide(&c, Some((cg.clone(), Some((cg.clone(), CGROUP2_SUPER_MAGIC)))), None, with_bpf);
+        let ok = Mounts::decide(
+            &c,
+            Some((cg.clone(), Some((cg.clone(), CGROUP2_SUPER_MAGIC)))),
+            None,
+            with_bpf,
+        );
         assert_eq!(ok.cgroup2, Ok(cg.clone()));
         // No bpffs at /x yet, but the kernel has one: linkrt mounts it.
         assert_eq!(ok.bpffs, Ok(()));
@@ -760,7 +769,12 @@ mod tests {
         assert!(m.cgroup2.unwrap_err().contains("no cgroup2 file system is mounted"));
         assert!(m.bpffs.unwrap_err().contains("the kernel has no bpf file system"));
 
-        let m = Mounts::decide(&c, Some((cg.clone(), Some(("/sys/fs/cgroup".into(), 0x01021994)))), None, with_bpf);
+        let m = Mounts::decide(
+            &c,
+            Some((cg.clone(), Some(("/sys/fs/cgroup".into(), 0x01021994)))),
+            None,
+            with_bpf,
+        );
         assert!(m.cgroup2.unwrap_err().contains("/sys/fs/cgroup/unified does not exist"));
         let m = Mounts::decide(&c, Some((cg.clone(), Some((cg.clone(), 0x01021994)))), None, with_bpf);
         assert!(m.cgroup2.unwrap_err().contains("is not a cgroup2 directory"));
@@ -774,7 +788,12 @@ mod tests {
         c.cgroup = Some(d.join("not-a-cgroup"));
         assert!(Mounts::detect(&c).cgroup2.unwrap_err().contains("does not exist"));
         std::fs::create_dir(d.join("not-a-cgroup")).unwrap();
-        assert!(Mounts::detect(&c).cgroup2.unwrap_err().contains("is not a cgroup2 directory"));
+        assert!(
+            Mounts::detect(&c)
+                .cgroup2
+                .unwrap_err()
+                .contains("is not a cgroup2 directory")
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -221,9 +221,7 @@ pub fn gather_with(cfg: &Config, f: &Features, warnings: &mut Vec<String>) -> Re
         features: feature_map,
         attach_mode: f.attach_mode().to_string(),
         bridge: BRIDGE.into(),
-        subnet: subnet
-            .map(|s| format!("{}/{}", s.base, s.prefix))
-            .unwrap_or_default(),
+        subnet: subnet.map(|s| format!("{}/{}", s.base, s.prefix)).unwrap_or_default(),
         gateway: subnet.map(|s| s.gateway().to_string()).unwrap_or_default(),
         icc,
         containers: all.len(),

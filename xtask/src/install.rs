@@ -75,7 +75,11 @@ fn put(dest: &Path, data: &[u8], mode: u32) -> Result<()> {
 fn run_output(cmd: &mut Command) -> Result<Vec<u8>> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{cmd:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(out.stdout)
 }
@@ -97,7 +101,11 @@ pub fn install(prefix: &Path) -> Result<Vec<PathBuf>> {
     for b in &bins {
         let src = workspace_root().join("target/release").join(b);
         let dest = prefix.join("bin").join(b);
-        put(&dest, &fs::read(&src).with_context(|| format!("reading {}", src.display()))?, 0o755)?;
+        put(
+            &dest,
+            &fs::read(&src).with_context(|| format!("reading {}", src.display()))?,
+            0o755,
+        )?;
         files.push(dest);
     }
     let linkrt = prefix.join("bin/linkrt");
@@ -136,7 +144,9 @@ pub fn install(prefix: &Path) -> Result<Vec<PathBuf>> {
         files.push(dest);
         println!("[install] {UNIT} installed, not enabled (systemctl enable linkrt-restore)");
     } else {
-        println!("[install] no systemd unit: linkrt has no boot-time `restore` command (the next command repairs state)");
+        println!(
+            "[install] no systemd unit: linkrt has no boot-time `restore` command (the next command repairs state)"
+        );
     }
     for f in &files {
         println!("[install] {}", f.display());
@@ -178,7 +188,9 @@ fn verify(prefix: &Path, files: &[PathBuf]) -> Result<()> {
     // Bash loads the completion and registers it for `linkrt`.
     let bash = prefix.join(BASH);
     let reg = String::from_utf8(run_output(
-        Command::new("bash").arg("-c").arg(format!("source '{}' && complete -p linkrt", bash.display())),
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!("source '{}' && complete -p linkrt", bash.display())),
     )?)?;
     if !reg.contains("linkrt") {
         bail!("bash completion did not register for linkrt: {reg:?}");
@@ -191,7 +203,14 @@ fn verify(prefix: &Path, files: &[PathBuf]) -> Result<()> {
     if !fish.contains("complete -c linkrt") || !fish.contains("-l publish") {
         bail!("fish completion lacks `complete -c linkrt` or the run options");
     }
-    for page in ["linkrt", "linkrt-run", "linkrt-info", "linkrt-ps", "linkrt-port", "linkrt-image-ls"] {
+    for page in [
+        "linkrt",
+        "linkrt-run",
+        "linkrt-info",
+        "linkrt-ps",
+        "linkrt-port",
+        "linkrt-image-ls",
+    ] {
         let p = prefix.join(MAN).join(format!("{page}.1"));
         let text = fs::read_to_string(&p).with_context(|| format!("man page {} missing", p.display()))?;
         if !text.contains(".TH") {

@@ -196,12 +196,20 @@ impl Tally {
 }
 
 /// `cargo xtask test --kernel K...`: the privileged suites on each kernel, one summary.
-fn kernel_matrix(kernels: &[String], accel: vm::Accel, timeout: std::time::Duration, args: &[String]) -> Result<ExitCode> {
+fn kernel_matrix(
+    kernels: &[String],
+    accel: vm::Accel,
+    timeout: std::time::Duration,
+    args: &[String],
+) -> Result<ExitCode> {
     let (mut cargo_args, test_args) = match args.iter().position(|a| a == "--") {
         Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
         None => (args.to_vec(), Vec::new()),
     };
-    if !cargo_args.iter().any(|a| a == "-p" || a == "--package" || a == "--workspace") {
+    if !cargo_args
+        .iter()
+        .any(|a| a == "-p" || a == "--package" || a == "--workspace")
+    {
         cargo_args.splice(0..0, ["-p".to_string(), "linkrt-tests".into()]);
     }
     let mut total = Tally::default();
@@ -348,7 +356,14 @@ pub fn parse_result_line(line: &str) -> Option<(u64, u64)> {
     let rest = line.strip_prefix("test result: ")?;
     let num = |word: &str| {
         rest.split(';')
-            .find_map(|p| p.trim().strip_suffix(word)?.split_whitespace().last()?.parse::<u64>().ok())
+            .find_map(|p| {
+                p.trim()
+                    .strip_suffix(word)?
+                    .split_whitespace()
+                    .last()?
+                    .parse::<u64>()
+                    .ok()
+            })
             .unwrap_or(0)
     };
     Some((num("passed"), num("failed")))

@@ -110,7 +110,11 @@ fn check(cmd: &mut Command) -> Result<()> {
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{cmd:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -178,7 +182,11 @@ fn wanted(path: &str, release: &str) -> bool {
 /// Downloads and unpacks Debian's kernel of `series` (e.g. `6.1`) unless it is already there.
 pub fn fetch_kernel(series: &str) -> Result<Kernel> {
     if let Ok(k) = Kernel::cached(series) {
-        println!("[setup] kernel {series}: {} already unpacked in {}", k.package, k.dir.display());
+        println!(
+            "[setup] kernel {series}: {} already unpacked in {}",
+            k.package,
+            k.dir.display()
+        );
         return Ok(k);
     }
     let mut pkg = newest_package(series)?;
@@ -197,10 +205,14 @@ pub fn fetch_kernel(series: &str) -> Result<Kernel> {
         fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
     }
     fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
-    println!("[setup] apt-get download {pkg} (unpacked into {}, not installed)", dir.display());
+    println!(
+        "[setup] apt-get download {pkg} (unpacked into {}, not installed)",
+        dir.display()
+    );
     check(
         Command::new("apt-get")
-            .args(["download", "-qq", &pkg])
+            // Root downloads into a directory the _apt sandbox user cannot write: say so to apt.
+            .args(["download", "-qq", "-o", "APT::Sandbox::User=root", &pkg])
             .current_dir(&staging),
     )?;
     let deb = fs::read_dir(&staging)?
@@ -209,10 +221,11 @@ pub fn fetch_kernel(series: &str) -> Result<Kernel> {
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .context("apt-get download left no .deb")?;
     let version = output(Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg("Version"))?;
-    let listing = output(Command::new("sh").arg("-c").arg(format!(
-        "dpkg-deb --fsys-tarfile '{}' | tar -t",
-        deb.display()
-    )))?;
+    let listing = output(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("dpkg-deb --fsys-tarfile '{}' | tar -t", deb.display())),
+    )?;
     let list: Vec<&str> = listing.lines().filter(|p| wanted(p, &release)).collect();
     if !list.iter().any(|p| p.ends_with(&format!("vmlinuz-{release}"))) {
         bail!("{pkg} has no boot/vmlinuz-{release}");
@@ -225,10 +238,7 @@ pub fn fetch_kernel(series: &str) -> Result<Kernel> {
         staging.display(),
         list_file.display()
     )))?;
-    fs::rename(
-        staging.join(format!("boot/vmlinuz-{release}")),
-        staging.join("vmlinuz"),
-    )?;
+    fs::rename(staging.join(format!("boot/vmlinuz-{release}")), staging.join("vmlinuz"))?;
     fs::rename(staging.join(format!("boot/config-{release}")), staging.join("config"))?;
     for f in [deb, list_file, staging.join("boot")] {
         if f.is_dir() {
@@ -243,10 +253,7 @@ pub fn fetch_kernel(series: &str) -> Result<Kernel> {
     write_initramfs(&staging.join("initramfs.cpio"), &modules, &order)?;
     fs::write(
         staging.join("kernel.txt"),
-        format!(
-            "series={series}\nrelease={release}\npackage={pkg} {}\n",
-            version.trim()
-        ),
+        format!("series={series}\nrelease={release}\npackage={pkg} {}\n", version.trim()),
     )?;
     if dir.exists() {
         fs::remove_dir_all(&dir)?;
@@ -540,18 +547,14 @@ fn stage2(o: &RunOptions) -> String {
     let mut s = String::from(
         "#!/bin/sh\n\
          # Written by `cargo xtask test --kernel`: PID 1 of the guest, on the host's root (read-only).\n\
-         export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8\n\
+         export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb\n\
          exec </dev/null >/dev/ttyS1 2>&1\n\
          echo /run/vm/modprobe > /proc/sys/kernel/modprobe\n\
          /usr/bin/busybox hostname linkrt-vm\n\
          ip link set lo up\n\
          echo \"vm: kernel $(uname -r), $(nproc) CPUs\"\n",
     );
-    let env: String = o
-        .env
-        .iter()
-        .map(|(k, v)| format!("{k}={} ", sh_quote(v)))
-        .collect();
+    let env: String = o.env.iter().map(|(k, v)| format!("{k}={} ", sh_quote(v))).collect();
     let args: String = o.test_args.iter().map(|a| format!(" {}", sh_quote(a))).collect();
     for b in o.binaries {
         s.push_str(&format!(
@@ -580,7 +583,8 @@ impl Drop for JobDir {
 
 /// Boots the kernel with the host's root, runs the binaries, and counts the results.
 pub fn run(o: &RunOptions) -> Result<Outcome> {
-    let qemu = which(QEMU).with_context(|| format!("{QEMU} not found: run `cargo xtask setup` (package qemu-system-x86)"))?;
+    let qemu =
+        which(QEMU).with_context(|| format!("{QEMU} not found: run `cargo xtask setup` (package qemu-system-x86)"))?;
     let started = Instant::now();
     let job = JobDir(cache_dir().join(format!("job-{}-{}", o.kernel.series, std::process::id())));
     if job.0.exists() {
@@ -598,7 +602,10 @@ pub fn run(o: &RunOptions) -> Result<Outcome> {
     // The kernel's module loader runs this for `ip link add type veth`, `tc qdisc add clsact`...
     write_exec(
         "modprobe",
-        &format!("#!/bin/sh\nexec /usr/sbin/modprobe -d {} \"$@\"\n", sh_quote(&o.kernel.dir.to_string_lossy())),
+        &format!(
+            "#!/bin/sh\nexec /usr/sbin/modprobe -d {} \"$@\"\n",
+            sh_quote(&o.kernel.dir.to_string_lossy())
+        ),
     )?;
     fs::write(job.0.join("status"), "")?;
     let console = cache_dir().join(format!("{}-console.log", o.kernel.series));
@@ -623,7 +630,10 @@ pub fn run(o: &RunOptions) -> Result<Outcome> {
         .arg("local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap")
         .args(["-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"])
         .arg("-fsdev")
-        .arg(format!("local,id=job,path={},security_model=none,multidevs=remap", job.0.display()))
+        .arg(format!(
+            "local,id=job,path={},security_model=none,multidevs=remap",
+            job.0.display()
+        ))
         .args(["-device", "virtio-9p-pci,fsdev=job,mount_tag=job"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -701,7 +711,12 @@ pub fn run(o: &RunOptions) -> Result<Outcome> {
         );
     }
     if !st.success() {
-        bail!("{QEMU} failed ({st}): {}\nkernel log {}:\n{}", qemu_err.trim(), console.display(), tail());
+        bail!(
+            "{QEMU} failed ({st}): {}\nkernel log {}:\n{}",
+            qemu_err.trim(),
+            console.display(),
+            tail()
+        );
     }
     let status = fs::read_to_string(job.0.join("status")).unwrap_or_default();
     for b in o.binaries {

@@ -26,7 +26,10 @@ pub fn manpages(dir: &Path) -> CmdResult {
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("linkrt-{}", sub.get_name());
         write_page(dir, &name, sub.clone()).map_err(|e| fail(&format!("writing {name}.1"), e))?;
-        for nested in sub.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+        for nested in sub
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
             let name = format!("linkrt-{}-{}", sub.get_name(), nested.get_name());
             write_page(dir, &name, nested.clone()).map_err(|e| fail(&format!("writing {name}.1"), e))?;
         }
@@ -38,7 +41,12 @@ fn write_page(dir: &Path, name: &str, cmd: clap::Command) -> std::io::Result<()>
     let cmd = cmd
         .name(name.to_string().leak() as &str)
         .bin_name(name.replace('-', " "))
-        .version(concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("LINKRT_GIT_COMMIT"), ")"));
+        .version(concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (commit ",
+            env!("LINKRT_GIT_COMMIT"),
+            ")"
+        ));
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd).render(&mut buf)?;
     std::fs::write(dir.join(format!("{name}.1")), buf)

@@ -39,7 +39,11 @@ fn text(i: &Info) -> String {
     line(2, "Running", &i.containers_running.to_string());
     line(2, "Stopped", &i.containers_stopped.to_string());
     line(1, "Published Ports", &i.published_ports.to_string());
-    line(1, "Kernel Version", &format!("{} (linkrt needs {} or later)", i.kernel_version, i.min_kernel));
+    line(
+        1,
+        "Kernel Version",
+        &format!("{} (linkrt needs {} or later)", i.kernel_version, i.min_kernel),
+    );
     line(1, "Operating System", &i.operating_system);
     line(1, "OSType", &i.os_type);
     line(1, "Architecture", &i.architecture);
@@ -67,7 +71,11 @@ fn text(i: &Info) -> String {
         "ICC",
         &format!(
             "{} ({})",
-            if i.icc.enabled { "on (all containers talk)" } else { "off (links only)" },
+            if i.icc.enabled {
+                "on (all containers talk)"
+            } else {
+                "off (links only)"
+            },
             i.icc.source
         ),
     );
