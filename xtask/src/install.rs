@@ -196,7 +196,7 @@ fn verify(prefix: &Path, files: &[PathBuf]) -> Result<()> {
         bail!("bash completion did not register for linkrt: {reg:?}");
     }
     let zsh = fs::read_to_string(prefix.join(ZSH))?;
-    if !zsh.starts_with("#compdef linkrt") || !zsh.contains("'--publish=") {
+    if !zsh.starts_with("#compdef linkrt") || !zsh.contains("--publish=[") {
         bail!("zsh completion lacks #compdef linkrt or the run options");
     }
     let fish = fs::read_to_string(prefix.join(FISH))?;
@@ -221,9 +221,11 @@ fn verify(prefix: &Path, files: &[PathBuf]) -> Result<()> {
     if !run_page.contains("publish") || !run_page.contains("link") {
         bail!("linkrt-run.1 does not document --publish and --link");
     }
-    // Hidden commands get no page.
-    if prefix.join(MAN).join("linkrt-__supervise.1").exists() {
-        bail!("a man page was written for the hidden __supervise command");
+    // Hidden commands and clap's `help` get no page.
+    for p in ["linkrt-__supervise.1", "linkrt-help.1", "linkrt-help-run.1"] {
+        if prefix.join(MAN).join(p).exists() {
+            bail!("a man page was written for a hidden command: {p}");
+        }
     }
     println!("[install] {} files checked under {}", files.len(), prefix.display());
     Ok(())

@@ -23,7 +23,10 @@ pub fn manpages(dir: &Path) -> CmdResult {
     let mut cmd = Cli::command();
     cmd.build();
     write_page(dir, "linkrt", cmd.clone()).map_err(|e| fail("writing linkrt.1", e))?;
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let name = format!("linkrt-{}", sub.get_name());
         write_page(dir, &name, sub.clone()).map_err(|e| fail(&format!("writing {name}.1"), e))?;
         for nested in sub
