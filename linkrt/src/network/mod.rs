@@ -1,14 +1,13 @@
 //! The host side of container networking: the default bridge `linkrt0`, each container's
 //! network namespace and veth, the host's uplinks and addresses, behind the [`Network`] trait
-//! (a real implementation and an in-memory fake for unit tests), plus the subnet and the names
-//! linkrt gives things.
+//! (the rtnetlink implementation in [`netlink`] and an in-memory [`fake`] for unit tests),
+//! plus the subnet and the names linkrt gives things.
+pub mod fake;
 pub mod ipam;
-mod iproute;
+pub mod netlink;
+mod netns;
 
-use std::{
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+use std::{net::Ipv4Addr, path::PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -76,7 +75,7 @@ pub fn netns_name(short_id: &str) -> String {
 }
 
 pub fn netns_path(short_id: &str) -> PathBuf {
-    Path::new("/run/netns").join(netns_name(short_id))
+    netns::path(&netns_name(short_id))
 }
 
 /// Host-side veth name of a container.
@@ -117,9 +116,10 @@ pub trait Network {
     fn local_addrs(&self) -> Result<Vec<Ipv4Addr>>;
 }
 
-/// The host's real networking.
+/// The host's real networking: netlink in the calling thread's netns. One value serves a
+/// whole command (one runtime and one connection, opened on first use).
 pub fn system() -> Box<dyn Network> {
-    Box::new(iproute::IpRoute)
+    Box::new(netlink::Netlink::new())
 }
 
 #[cfg(test)]
