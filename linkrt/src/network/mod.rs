@@ -105,7 +105,7 @@ pub trait Network {
     fn create_endpoint(&self, ep: &EndpointSpec) -> Result<()>;
     /// Removes the veth and the netns; pieces that do not exist are not an error.
     fn delete_endpoint(&self, netns: &str, veth: &str) -> Result<()>;
-    /// Whether the named netns exists.
+    /// Whether the named netns exists (a file where no namespace is mounted is not one).
     fn netns_exists(&self, netns: &str) -> Result<bool>;
     /// The IPv4 address of `eth0` in a container's netns (to recover what an unreadable
     /// record held); `None` if the netns or the address does not exist.
