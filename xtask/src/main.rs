@@ -89,8 +89,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Build { release } => build::build_all(release).map(|_| ExitCode::SUCCESS),
         Cmd::Install { prefix } => install::install(&prefix).map(|_| ExitCode::SUCCESS),
         Cmd::Run { args } => {
-            setup::setup()?;
-            build::build_all(false)?;
+            // Each phase timed: a fresh machine installs packages and bpf-linker first.
+            let mut phases = Phases::default();
+            phases.time("setup (apt packages, bpf-linker)", setup::setup)?;
+            phases.time("build (eBPF object, linkrt binary)", build::build_linkrt)?;
+            phases.print();
             let bin = build::workspace_root().join("target/debug/linkrt");
             if args.is_empty() {
                 return demo(&bin);
@@ -123,6 +126,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let root = build::workspace_root();
             let bin = root.join("target/debug/linkrt");
             let mut total = Tally::default();
+            // A bystander: the demo's containers in an instance of their own, running through the
+            // whole suite, then checked untouched (the tests are hermetic).
+            let bystander = if args.is_empty() { Bystander::start(&bin) } else { None };
             if args.is_empty() {
                 // The benchmark's smoke run first: every path must work; timings are not asserted.
                 println!("[test] benchmark smoke run (cargo xtask bench --quick, debug build)");
@@ -155,8 +161,82 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 total.add(&on_kernel(vm::DEFAULT_SERIES, accel, timeout, &suites, &[]));
             }
+            if args.is_empty() {
+                total.one(
+                    "hermetic_bystander_instance_untouched",
+                    bystander.is_some_and(|b| b.check_and_stop()),
+                );
+            }
             Ok(total.summary())
         }
+    }
+}
+
+/// Wall time of each phase of a command, printed at its end.
+#[derive(Default)]
+struct Phases(Vec<(&'static str, std::time::Duration)>);
+
+impl Phases {
+    fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let start = std::time::Instant::now();
+        let r = f();
+        self.0.push((name, start.elapsed()));
+        r
+    }
+
+    fn print(&self) {
+        for (name, d) in &self.0 {
+            println!("[time] {name}: {:.1} s", d.as_secs_f64());
+        }
+    }
+}
+
+/// The bystander instance of `xtask/bystander.sh`.
+struct Bystander {
+    file: std::path::PathBuf,
+    bin: std::path::PathBuf,
+}
+
+impl Bystander {
+    fn script() -> std::path::PathBuf {
+        build::workspace_root().join("xtask/bystander.sh")
+    }
+
+    fn run(&self, what: &str) -> bool {
+        as_root(
+            "bash",
+            &[
+                Self::script().to_string_lossy().into_owned(),
+                what.into(),
+                self.file.to_string_lossy().into_owned(),
+            ],
+        )
+        .env("LINKRT_BIN", &self.bin)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+    }
+
+    /// Starts it; `None` (and the check then fails) if it could not be set up.
+    fn start(bin: &std::path::Path) -> Option<Bystander> {
+        let b = Bystander {
+            file: std::env::temp_dir().join(format!("linkrt-bystander-{}.env", std::process::id())),
+            bin: bin.to_path_buf(),
+        };
+        println!("[test] a bystander instance (the demo's containers) runs through the suite");
+        if b.run("start") {
+            Some(b)
+        } else {
+            println!("[test] the bystander instance could not start");
+            b.run("stop");
+            None
+        }
+    }
+
+    fn check_and_stop(self) -> bool {
+        let ok = self.run("check");
+        self.run("stop");
+        ok
     }
 }
 
