@@ -34,7 +34,10 @@ fn main() -> ExitCode {
         cfg.bpffs = b.clone();
     }
     let is_run = matches!(cli.cmd, Command::Run(_) | Command::Create(_) | Command::Start(_));
-    let needs_root = !matches!(cli.cmd, Command::Image { .. } | Command::Images);
+    let needs_root = !matches!(
+        cli.cmd,
+        Command::Image { .. } | Command::Images | Command::Completion { .. } | Command::Manpages { .. }
+    );
     if needs_root && !nix::unistd::geteuid().is_root() {
         eprintln!("linkrt: {}", linkrt::Error::NotRoot);
         return ExitCode::from(125);
