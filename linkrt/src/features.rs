@@ -1,17 +1,27 @@
-//! What the running kernel offers the datapath, probed from userspace and cached per kernel.
+//! What the running kernel offers the datapath, probed once per kernel release and cached in
+//! `<run_root>/features.json`; the attach mode that follows; and the refusal, naming the feature
+//! and the kernel that brought it, when something the datapath cannot do without is missing.
 //!
-//! Each probe is cheap and leaves nothing behind: a two-instruction program or a one-entry map
-//! that the kernel frees when its fd closes, and the `clsact` probe runs in a network namespace
-//! of its own that disappears with the probing thread. The result is cached in
-//! `<run_root>/features.json`, keyed by the kernel release (and by [`PROBE_VERSION`], so a linkrt
-//! that probes more refreshes an older cache).
+//! Each probe leaves nothing behind: a two-instruction program or a one-entry map that the
+//! kernel frees when its fd closes; the `clsact` probe runs in a network namespace of its own
+//! that vanishes with the probing thread.
 //!
-//! [`preflight`] is the check a command that starts containers makes first: a kernel below
-//! [`MIN_KERNEL`], no way to attach TC programs (neither TCX nor `clsact`), no cgroup2 mount or no
-//! bpffs each give one error naming what is missing, before anything is changed.
+//! The API for `linkrt info` (and anyone else): [`current`] (cached [`Features`]),
+//! [`attach_mode`] (the mode in use, `LINKRT_ATTACH_MODE` included), [`require`] (the refusal).
+//!
+//! | feature | kernel | without it |
+//! |---|---|---|
+//! | TCX links | 6.6 | netlink `cls_bpf` on `clsact` (needs `sch_ingress`) |
+//! | ring buffer | 5.8 | refused (events, `linkrt monitor`) |
+//! | LRU hash | 4.10 | refused (conntrack) |
+//! | cgroup `sock_addr` hooks | 4.17 (recvmsg 5.2) | refused (host access to published ports) |
+//! | `bpf_redirect_peer`, `bpf_redirect_neigh` | 5.10 | refused (delivery into containers) |
+//! | batch map ops | 5.6 | one update per entry |
+//! | `bpf_set_retval` in sock_addr hooks | 5.18 | a refused bind says EPERM, not EADDRINUSE |
+//! | BTF | 5.4 | not needed (the programs use no CO-RE); shown for information |
 use std::{
     io,
-    os::fd::{FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
 };
 
@@ -31,10 +41,14 @@ pub const MIN_KERNEL: (u32, u32) = (5, 10);
 pub const TCX_KERNEL: (u32, u32) = (6, 6);
 
 /// Bumped whenever the set of probes changes: an older cache is probed again.
-pub const PROBE_VERSION: u32 = 1;
+pub const PROBE_VERSION: u32 = 2;
 
 /// The cache file under the run directory.
 pub const CACHE_FILE: &str = "features.json";
+
+/// Forces an attach mode: `tcx` or `netlink` (for tests of the fallback, or a kernel whose TCX
+/// misbehaves).
+pub const ATTACH_ENV: &str = "LINKRT_ATTACH_MODE";
 
 /// The result of one probe.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,27 +86,34 @@ pub struct Features {
     pub clsact: Support,
     /// Kernel BTF at `/sys/kernel/btf/vmlinux`.
     pub btf: Support,
-    /// `BPF_MAP_TYPE_RINGBUF` (5.8+): `linkrt monitor`'s events.
+    /// `BPF_MAP_TYPE_RINGBUF` (5.8+).
     pub ring_buffer: Support,
-    /// `BPF_MAP_TYPE_LRU_HASH` (4.10+): the conntrack tables.
+    /// `BPF_MAP_TYPE_LRU_HASH` (4.10+).
     pub lru_hash: Support,
-    /// `BPF_PROG_TYPE_CGROUP_SOCK_ADDR` (4.17+): the connect/sendmsg/recvmsg hooks.
+    /// `BPF_PROG_TYPE_CGROUP_SOCK_ADDR` (4.17+).
     pub cgroup_sock_addr: Support,
     /// `bpf_redirect_peer` from TC (5.10+).
     pub redirect_peer: Support,
     /// `bpf_redirect_neigh` from TC (5.10+).
     pub redirect_neigh: Support,
-    /// `BPF_MAP_LOOKUP_BATCH` and friends (5.6+).
+    /// `BPF_MAP_*_BATCH` (5.6+).
     pub batch_map_ops: Support,
+    /// `bpf_set_retval` in cgroup sock_addr hooks (5.18+).
+    #[serde(default = "unknown")]
+    pub set_retval: Support,
 }
 
-/// How TC programs are attached on this kernel.
+fn unknown() -> Support {
+    Support::Unknown("not probed".into())
+}
+
+/// How TC programs are attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     /// TCX links, pinned in bpffs (6.6+).
     Tcx,
-    /// Netlink `cls_bpf` filters (direct action) on a `clsact` qdisc.
+    /// Netlink `cls_bpf` filters (direct action) on a `clsact` qdisc, recorded in the run dir.
     Netlink,
     /// Neither is available.
     None,
@@ -132,7 +153,7 @@ impl Features {
     }
 
     /// Every probe with its display name, in a fixed order (for `linkrt info`).
-    pub fn list(&self) -> [(&'static str, &Support); 9] {
+    pub fn list(&self) -> [(&'static str, &Support); 10] {
         [
             ("TCX", &self.tcx),
             ("clsact", &self.clsact),
@@ -143,7 +164,90 @@ impl Features {
             ("RedirectPeer", &self.redirect_peer),
             ("RedirectNeigh", &self.redirect_neigh),
             ("BatchMapOps", &self.batch_map_ops),
+            ("SetRetval", &self.set_retval),
         ]
+    }
+
+    /// The attach mode to use: `forced` (the value of `LINKRT_ATTACH_MODE`) if the kernel allows it,
+    /// else [`Features::attach_mode`]. An unknown or impossible mode is refused by name.
+    pub fn choose_attach(&self, forced: Option<&str>) -> Result<AttachMode> {
+        let want = match forced.map(str::trim).filter(|s| !s.is_empty()) {
+            None => return Ok(self.attach_mode()),
+            Some("tcx") => AttachMode::Tcx,
+            Some("netlink") => AttachMode::Netlink,
+            Some(other) => {
+                return Err(Error::user(format!(
+                    "{ATTACH_ENV}={other}: not an attach mode (tcx or netlink)"
+                )));
+            }
+        };
+        let (have, feature, since) = match want {
+            AttachMode::Tcx => (&self.tcx, "TCX links", "6.6"),
+            _ => (&self.clsact, "the clsact qdisc (CONFIG_NET_SCH_INGRESS)", "4.5"),
+        };
+        match have {
+            Support::No => Err(Error::user(format!(
+                "{ATTACH_ENV}={want}: kernel {} has no {feature} (Linux {since}+)",
+                self.kernel
+            ))),
+            _ => Ok(want),
+        }
+    }
+
+    /// Every feature the datapath cannot do without that this kernel lacks, each named with
+    /// the kernel version that brought it; `Ok` when the datapath can run. A probe that could
+    /// not run (`Unknown`) is not a refusal: loading will say what really fails.
+    pub fn require(&self) -> Result<()> {
+        let missing = self.missing();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::user(format!(
+            "kernel {} lacks what the linkrt datapath needs: {}",
+            self.kernel,
+            missing.join("; ")
+        )))
+    }
+
+    /// What [`Features::require`] refuses, one text per missing feature.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        let need = [
+            (
+                &self.lru_hash,
+                "LRU hash maps (BPF_MAP_TYPE_LRU_HASH), for connection tracking",
+                "4.10",
+            ),
+            (
+                &self.ring_buffer,
+                "the BPF ring buffer (BPF_MAP_TYPE_RINGBUF), for datapath events",
+                "5.8",
+            ),
+            (
+                &self.cgroup_sock_addr,
+                "cgroup sock_addr hooks (BPF_PROG_TYPE_CGROUP_SOCK_ADDR), for host access to published ports",
+                "5.2",
+            ),
+            (
+                &self.redirect_peer,
+                "bpf_redirect_peer, for delivery into containers",
+                "5.10",
+            ),
+            (
+                &self.redirect_neigh,
+                "bpf_redirect_neigh, for replies to uplinks",
+                "5.10",
+            ),
+        ];
+        for (s, what, since) in need {
+            if *s == Support::No {
+                missing.push(format!("{what} (Linux {since}+)"));
+            }
+        }
+        if self.attach_mode() == AttachMode::None {
+            missing.push("a way to attach TC programs: neither TCX links (Linux 6.6+) nor the clsact qdisc (sch_ingress, CONFIG_NET_SCH_INGRESS)".into());
+        }
+        missing
     }
 }
 
@@ -165,6 +269,7 @@ pub trait Probe {
     fn redirect_peer(&self) -> std::result::Result<bool, String>;
     fn redirect_neigh(&self) -> std::result::Result<bool, String>;
     fn batch_map_ops(&self) -> std::result::Result<bool, String>;
+    fn set_retval(&self) -> std::result::Result<bool, String>;
 }
 
 /// Runs every probe.
@@ -181,6 +286,7 @@ pub fn detect(p: &dyn Probe) -> Features {
         redirect_peer: Support::from_probe(p.redirect_peer()),
         redirect_neigh: Support::from_probe(p.redirect_neigh()),
         batch_map_ops: Support::from_probe(p.batch_map_ops()),
+        set_retval: Support::from_probe(p.set_retval()),
     }
 }
 
@@ -188,9 +294,8 @@ pub fn cache_path(cfg: &Config) -> PathBuf {
     cfg.run_root.join(CACHE_FILE)
 }
 
-/// The features of the running kernel: from the cache when it was written for this kernel
-/// release by this probe version, else probed and cached. Unknown results are not cached, so a
-/// probe that could not run is tried again next time.
+/// The features: from the cache when it was written for this kernel release by this probe
+/// version, else probed and cached. Results with an `Unknown` are not cached (probed again).
 pub fn load_or_probe(cfg: &Config, p: &dyn Probe) -> Result<Features> {
     let path = cache_path(cfg);
     let release = p.kernel_release();
@@ -212,6 +317,12 @@ pub fn load_or_probe(cfg: &Config, p: &dyn Probe) -> Result<Features> {
 /// The features of the running kernel ([`load_or_probe`] with the real probes).
 pub fn current(cfg: &Config) -> Result<Features> {
     load_or_probe(cfg, &KernelProbe)
+}
+
+/// The attach mode this command uses: `LINKRT_ATTACH_MODE` if set (and possible), else what the
+/// kernel offers.
+pub fn attach_mode(cfg: &Config) -> Result<AttachMode> {
+    current(cfg)?.choose_attach(std::env::var(ATTACH_ENV).ok().as_deref())
 }
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
@@ -303,6 +414,18 @@ pub fn check(f: &Features, m: &Mounts) -> Result<()> {
                 _ => "the kernel does not know the qdisc kind".into(),
             }
         ));
+        missing.extend(
+            f.missing()
+                .into_iter()
+                .filter(|m| !m.starts_with("a way to attach"))
+                .map(|m| format!("kernel {} lacks {m}", f.kernel)),
+        );
+    } else {
+        missing.extend(
+            f.missing()
+                .into_iter()
+                .map(|m| format!("kernel {} lacks {m}", f.kernel)),
+        );
     }
     if let Err(e) = &m.cgroup2 {
         missing.push(format!(
@@ -338,7 +461,7 @@ fn os_err(call: &str, e: io::Error) -> String {
     format!("{call}: {e}")
 }
 
-// Raw `bpf(2)` for the two probes aya does not offer (TCX links, batch operations).
+// Raw bpf(2) for the probes aya does not offer (TCX links, batch operations).
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
@@ -347,9 +470,9 @@ const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 const BPF_MAP_TYPE_HASH: u32 = 1;
 const BPF_TCX_INGRESS: u32 = 46;
 
-fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a #[repr(C)] prefix of `union bpf_attr`, zero-padded, of the given size;
-    // the kernel reads (and for some commands writes) only that many bytes.
+pub(crate) fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a #[repr(C)] prefix of `union bpf_attr`, zero-padded, of the given
+    // size; the kernel reads (and for some commands writes) only that many bytes.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -361,7 +484,7 @@ fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
 }
 
-fn fd(r: libc::c_long) -> OwnedFd {
+fn owned(r: libc::c_long) -> OwnedFd {
     // SAFETY: a successful BPF_PROG_LOAD/BPF_MAP_CREATE returns a new fd that we own.
     unsafe { OwnedFd::from_raw_fd(r as i32) }
 }
@@ -403,22 +526,22 @@ struct MapCreateAttr {
     map_flags: u32,
 }
 
+/// `union bpf_attr` for `BPF_MAP_*_BATCH`.
 #[repr(C)]
 #[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
+pub(crate) struct BatchAttr {
+    pub in_batch: u64,
+    pub out_batch: u64,
+    pub keys: u64,
+    pub values: u64,
+    pub count: u32,
+    pub map_fd: u32,
+    pub elem_flags: u64,
+    pub flags: u64,
 }
 
 /// `r0 = 0; exit` as a SCHED_CLS program.
 fn trivial_tc_prog() -> io::Result<OwnedFd> {
-    // mov64 r0, 0 (0xb7) ; exit (0x95)
     let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
     let license = b"GPL\0";
     let mut attr = ProgLoadAttr {
@@ -428,7 +551,11 @@ fn trivial_tc_prog() -> io::Result<OwnedFd> {
         license: license.as_ptr() as u64,
         ..Default::default()
     };
-    sys_bpf(BPF_PROG_LOAD, &mut attr).map(fd)
+    sys_bpf(BPF_PROG_LOAD, &mut attr).map(owned)
+}
+
+fn helper(t: aya::programs::ProgramType, h: aya::sys::BpfHelper) -> std::result::Result<bool, String> {
+    aya::sys::is_helper_supported(t, h).map_err(|e| e.to_string())
 }
 
 impl Probe for KernelProbe {
@@ -441,7 +568,6 @@ impl Probe for KernelProbe {
     /// A TCX link on interface index 0: a kernel with TCX looks the device up and answers
     /// ENODEV; one without rejects the attach type with EINVAL. Nothing is attached either way.
     fn tcx(&self) -> std::result::Result<bool, String> {
-        use std::os::fd::AsRawFd;
         let prog = trivial_tc_prog().map_err(|e| os_err("loading a SCHED_CLS program", e))?;
         let mut attr = LinkCreateAttr {
             prog_fd: prog.as_raw_fd() as u32,
@@ -454,14 +580,13 @@ impl Probe for KernelProbe {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
             Err(e) => Err(os_err("BPF_LINK_CREATE (BPF_TCX_INGRESS)", e)),
             Ok(r) => {
-                drop(fd(r));
+                drop(owned(r));
                 Err("BPF_LINK_CREATE on ifindex 0 unexpectedly succeeded".into())
             }
         }
     }
 
-    /// A `clsact` qdisc on `lo` of a private network namespace, made on a thread of its own
-    /// (the namespace vanishes with the thread).
+    /// A `clsact` qdisc on `lo` of a private network namespace, made on a thread of its own.
     fn clsact(&self) -> std::result::Result<bool, String> {
         std::thread::spawn(|| {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
@@ -497,25 +622,22 @@ impl Probe for KernelProbe {
     }
 
     fn redirect_peer(&self) -> std::result::Result<bool, String> {
-        aya::sys::is_helper_supported(
+        helper(
             aya::programs::ProgramType::SchedClassifier,
             aya::sys::BpfHelper::BPF_FUNC_redirect_peer,
         )
-        .map_err(|e| e.to_string())
     }
 
     fn redirect_neigh(&self) -> std::result::Result<bool, String> {
-        aya::sys::is_helper_supported(
+        helper(
             aya::programs::ProgramType::SchedClassifier,
             aya::sys::BpfHelper::BPF_FUNC_redirect_neigh,
         )
-        .map_err(|e| e.to_string())
     }
 
     /// `BPF_MAP_LOOKUP_BATCH` on an empty one-entry hash map: ENOENT (nothing to read) where the
     /// command exists, EINVAL where it does not.
     fn batch_map_ops(&self) -> std::result::Result<bool, String> {
-        use std::os::fd::AsRawFd;
         let mut create = MapCreateAttr {
             map_type: BPF_MAP_TYPE_HASH,
             key_size: 4,
@@ -524,7 +646,7 @@ impl Probe for KernelProbe {
             map_flags: 0,
         };
         let map = sys_bpf(BPF_MAP_CREATE, &mut create)
-            .map(fd)
+            .map(owned)
             .map_err(|e| os_err("creating a hash map", e))?;
         let mut out_batch = 0u32;
         let mut keys = [0u32; 1];
@@ -544,29 +666,41 @@ impl Probe for KernelProbe {
             Err(e) => Err(os_err("BPF_MAP_LOOKUP_BATCH", e)),
         }
     }
+
+    fn set_retval(&self) -> std::result::Result<bool, String> {
+        helper(
+            aya::programs::ProgramType::CgroupSockAddr,
+            aya::sys::BpfHelper::BPF_FUNC_set_retval,
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
-
     use super::*;
 
     /// A kernel described by its answers; counts how often it was asked.
+    #[derive(Clone)]
     struct Fake {
         release: &'static str,
-        tcx: bool,
+        tcx: std::result::Result<bool, String>,
         clsact: std::result::Result<bool, String>,
-        probes: Cell<u32>,
+        ringbuf: bool,
+        peer: bool,
+        batch: std::result::Result<bool, String>,
+        probes: std::rc::Rc<std::cell::Cell<u32>>,
     }
 
     impl Fake {
         fn new(release: &'static str, tcx: bool) -> Self {
             Fake {
                 release,
-                tcx,
+                tcx: Ok(tcx),
                 clsact: Ok(true),
-                probes: Cell::new(0),
+                ringbuf: true,
+                peer: true,
+                batch: Ok(true),
+                probes: Default::default(),
             }
         }
     }
@@ -577,7 +711,7 @@ mod tests {
         }
         fn tcx(&self) -> std::result::Result<bool, String> {
             self.probes.set(self.probes.get() + 1);
-            Ok(self.tcx)
+            self.tcx.clone()
         }
         fn clsact(&self) -> std::result::Result<bool, String> {
             self.clsact.clone()
@@ -586,7 +720,7 @@ mod tests {
             Ok(true)
         }
         fn ring_buffer(&self) -> std::result::Result<bool, String> {
-            Ok(true)
+            Ok(self.ringbuf)
         }
         fn lru_hash(&self) -> std::result::Result<bool, String> {
             Ok(true)
@@ -595,13 +729,16 @@ mod tests {
             Ok(true)
         }
         fn redirect_peer(&self) -> std::result::Result<bool, String> {
-            Ok(true)
+            Ok(self.peer)
         }
         fn redirect_neigh(&self) -> std::result::Result<bool, String> {
-            Ok(false)
+            Ok(self.peer)
         }
         fn batch_map_ops(&self) -> std::result::Result<bool, String> {
-            Err("BPF_MAP_LOOKUP_BATCH: Operation not permitted (os error 1)".into())
+            self.batch.clone()
+        }
+        fn set_retval(&self) -> std::result::Result<bool, String> {
+            Ok(true)
         }
     }
 
@@ -616,10 +753,123 @@ mod tests {
     }
 
     fn tempdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("linkrt-features-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
+        let d = std::env::temp_dir().join(format!("linkrt-dp-features-{tag}-{}", std::process::id()));
+        if d.exists() {
+            std::fs::remove_dir_all(&d).unwrap();
+        }
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn debian_6_1_attaches_through_netlink_and_6_18_through_tcx() {
+        let new = detect(&Fake::new("6.18.44-fc", true));
+        assert_eq!(new.kernel_version(), (6, 18));
+        assert_eq!(new.attach_mode(), AttachMode::Tcx);
+        assert_eq!(new.choose_attach(None).unwrap(), AttachMode::Tcx);
+        assert!(new.require().is_ok());
+
+        let old = detect(&Fake::new("6.1.0-57-amd64", false));
+        assert_eq!(old.kernel_version(), (6, 1));
+        assert_eq!(old.attach_mode(), AttachMode::Netlink);
+        assert_eq!(old.choose_attach(None).unwrap(), AttachMode::Netlink);
+        assert!(old.require().is_ok(), "6.1 runs the datapath");
+    }
+
+    #[test]
+    fn the_override_forces_netlink_and_refuses_what_the_kernel_lacks() {
+        let new = detect(&Fake::new("6.18.44-fc", true));
+        assert_eq!(new.choose_attach(Some("netlink")).unwrap(), AttachMode::Netlink);
+        assert_eq!(new.choose_attach(Some("tcx")).unwrap(), AttachMode::Tcx);
+        assert_eq!(new.choose_attach(Some("")).unwrap(), AttachMode::Tcx);
+        let e = new.choose_attach(Some("xdp")).unwrap_err();
+        assert_eq!(e.exit_code(), 125);
+        assert!(
+            e.to_string().contains("LINKRT_ATTACH_MODE=xdp: not an attach mode"),
+            "{e}"
+        );
+
+        let old = detect(&Fake::new("6.1.0-57-amd64", false));
+        let e = old.choose_attach(Some("tcx")).unwrap_err().to_string();
+        assert!(e.contains("kernel 6.1.0-57-amd64 has no TCX links (Linux 6.6+)"), "{e}");
+
+        // A TCX probe that could not run does not forbid trying.
+        let mut f = Fake::new("6.18.44-fc", true);
+        f.tcx = Err("BPF_LINK_CREATE: Operation not permitted".into());
+        let d = detect(&f);
+        assert!(matches!(d.tcx, Support::Unknown(_)));
+        assert_eq!(d.attach_mode(), AttachMode::Netlink, "unknown TCX falls back");
+        assert_eq!(d.choose_attach(Some("tcx")).unwrap(), AttachMode::Tcx);
+    }
+
+    #[test]
+    fn a_missing_feature_is_refused_by_name_and_kernel_version() {
+        let mut f = Fake::new("5.4.0-150-generic", false);
+        f.ringbuf = false;
+        f.peer = false;
+        f.clsact = Ok(false);
+        let e = detect(&f).require().unwrap_err();
+        assert_eq!(e.exit_code(), 125);
+        let e = e.to_string();
+        assert!(e.starts_with("kernel 5.4.0-150-generic lacks"), "{e}");
+        assert!(
+            e.contains("BPF_MAP_TYPE_RINGBUF), for datapath events (Linux 5.8+)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("bpf_redirect_peer, for delivery into containers (Linux 5.10+)"),
+            "{e}"
+        );
+        assert!(e.contains("bpf_redirect_neigh"), "{e}");
+        assert!(e.contains("neither TCX links (Linux 6.6+) nor the clsact qdisc"), "{e}");
+        assert!(!e.contains("LRU"), "{e}");
+
+        // Batch operations have a fallback: never a refusal.
+        let mut f = Fake::new("5.4.0-150-generic", false);
+        f.batch = Ok(false);
+        assert!(detect(&f).require().is_ok());
+    }
+
+    #[test]
+    fn the_cache_is_keyed_by_kernel_release_and_probe_version() {
+        let d = tempdir("cache");
+        let c = cfg(&d);
+        let old = Fake::new("6.1.0-57-amd64", false);
+        let f1 = load_or_probe(&c, &old).unwrap();
+        assert_eq!(old.probes.get(), 1);
+        assert!(cache_path(&c).exists());
+        assert_eq!(load_or_probe(&c, &old).unwrap(), f1);
+        assert_eq!(old.probes.get(), 1, "second call comes from the cache");
+
+        // A reboot into another kernel: probed again.
+        let new = Fake::new("6.18.44-fc", true);
+        assert_eq!(load_or_probe(&c, &new).unwrap().attach_mode(), AttachMode::Tcx);
+        assert_eq!(new.probes.get(), 1);
+
+        // Another probe version's cache is not trusted.
+        let mut stale = load_or_probe(&c, &new).unwrap();
+        stale.probe_version = PROBE_VERSION - 1;
+        std::fs::write(cache_path(&c), serde_json::to_vec(&stale).unwrap()).unwrap();
+        load_or_probe(&c, &new).unwrap();
+        assert_eq!(new.probes.get(), 2);
+
+        // A probe that could not run is not cached.
+        std::fs::remove_file(cache_path(&c)).unwrap();
+        let mut unknown = Fake::new("6.18.44-fc", true);
+        unknown.batch = Err("BPF_MAP_LOOKUP_BATCH: Operation not permitted".into());
+        assert!(matches!(
+            load_or_probe(&c, &unknown).unwrap().batch_map_ops,
+            Support::Unknown(_)
+        ));
+        assert!(!cache_path(&c).exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn releases() {
+        assert_eq!(parse_release("6.1.0-57-amd64"), Some((6, 1)));
+        assert_eq!(parse_release("5.15.0-100-generic"), Some((5, 15)));
+        assert_eq!(parse_release("garbage"), None);
     }
 
     fn mounts_ok() -> Mounts {
@@ -627,93 +877,6 @@ mod tests {
             cgroup2: Ok("/sys/fs/cgroup".into()),
             bpffs: Ok(()),
         }
-    }
-
-    #[test]
-    fn probe_results_map_to_features_and_attach_mode() {
-        let f = detect(&Fake::new("6.18.44-fc", true));
-        assert_eq!(f.kernel_version(), (6, 18));
-        assert_eq!(f.tcx, Support::Yes);
-        assert_eq!(f.redirect_neigh, Support::No);
-        assert!(matches!(f.batch_map_ops, Support::Unknown(ref e) if e.contains("not permitted")));
-        assert_eq!(f.attach_mode(), AttachMode::Tcx);
-
-        let old = detect(&Fake::new("6.1.0-57-amd64", false));
-        assert_eq!(old.kernel_version(), (6, 1));
-        assert_eq!(old.attach_mode(), AttachMode::Netlink);
-
-        let mut none = Fake::new("6.1.0-57-amd64", false);
-        none.clsact = Ok(false);
-        assert_eq!(detect(&none).attach_mode(), AttachMode::None);
-    }
-
-    #[test]
-    fn the_cache_is_keyed_by_kernel_release_and_probe_version() {
-        let d = tempdir("cache");
-        let c = cfg(&d);
-        let mut fake = Fake::new("6.1.0-57-amd64", false);
-        fake.clsact = Ok(true);
-        // An Unknown result is not cached: fix the fake so everything is known.
-        struct Known<'a>(&'a Fake);
-        impl Probe for Known<'_> {
-            fn kernel_release(&self) -> String {
-                self.0.kernel_release()
-            }
-            fn tcx(&self) -> std::result::Result<bool, String> {
-                self.0.tcx()
-            }
-            fn clsact(&self) -> std::result::Result<bool, String> {
-                self.0.clsact()
-            }
-            fn btf(&self) -> std::result::Result<bool, String> {
-                Ok(true)
-            }
-            fn ring_buffer(&self) -> std::result::Result<bool, String> {
-                Ok(true)
-            }
-            fn lru_hash(&self) -> std::result::Result<bool, String> {
-                Ok(true)
-            }
-            fn cgroup_sock_addr(&self) -> std::result::Result<bool, String> {
-                Ok(true)
-            }
-            fn redirect_peer(&self) -> std::result::Result<bool, String> {
-                Ok(true)
-            }
-            fn redirect_neigh(&self) -> std::result::Result<bool, String> {
-                Ok(true)
-            }
-            fn batch_map_ops(&self) -> std::result::Result<bool, String> {
-                Ok(true)
-            }
-        }
-        let f1 = load_or_probe(&c, &Known(&fake)).unwrap();
-        assert_eq!(fake.probes.get(), 1);
-        assert!(cache_path(&c).exists());
-        let f2 = load_or_probe(&c, &Known(&fake)).unwrap();
-        assert_eq!(fake.probes.get(), 1, "second call must come from the cache");
-        assert_eq!(f1, f2);
-
-        // Another kernel (a reboot into 6.18): probed again, cache replaced.
-        let newer = Fake::new("6.18.44-fc", true);
-        let f3 = load_or_probe(&c, &Known(&newer)).unwrap();
-        assert_eq!(newer.probes.get(), 1);
-        assert_eq!(f3.attach_mode(), AttachMode::Tcx);
-
-        // A cache written by another probe version is not trusted.
-        let mut stale = f3.clone();
-        stale.probe_version = PROBE_VERSION + 1;
-        std::fs::write(cache_path(&c), serde_json::to_vec(&stale).unwrap()).unwrap();
-        load_or_probe(&c, &Known(&newer)).unwrap();
-        assert_eq!(newer.probes.get(), 2);
-
-        // A probe that could not run is not cached.
-        std::fs::remove_file(cache_path(&c)).unwrap();
-        let unknown = Fake::new("6.18.44-fc", true);
-        let f4 = load_or_probe(&c, &unknown).unwrap();
-        assert!(matches!(f4.batch_map_ops, Support::Unknown(_)));
-        assert!(!cache_path(&c).exists());
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
@@ -795,12 +958,5 @@ mod tests {
                 .contains("is not a cgroup2 directory")
         );
         std::fs::remove_dir_all(&d).unwrap();
-    }
-
-    #[test]
-    fn releases() {
-        assert_eq!(parse_release("6.1.0-57-amd64"), Some((6, 1)));
-        assert_eq!(parse_release("5.15.0-100-generic"), Some((5, 15)));
-        assert_eq!(parse_release("garbage"), None);
     }
 }

@@ -13,7 +13,7 @@
 //!   [`features::Features::require`].
 mod batch;
 mod events;
-pub mod features;
+pub use crate::features;
 mod health;
 mod host_sockets;
 mod loader;
