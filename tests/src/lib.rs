@@ -370,6 +370,57 @@ impl Host {
         self.ns.try_exec(cmd)
     }
 
+    /// The processes of this instance only: its supervisors (which carry this instance's
+    /// `LINKRT_ROOT`) and all their descendants (the containers' processes).
+    pub fn instance_processes(&self) -> Vec<u32> {
+        let root = format!("LINKRT_ROOT={}", self.t.cfg.root.display());
+        let mut parent = std::collections::HashMap::new();
+        let mut roots = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            if let Ok(stat) = fs::read_to_string(e.path().join("stat"))
+                && let Some(ppid) = stat.rsplit_once(") ").and_then(|(_, r)| r.split(' ').nth(1)?.parse::<u32>().ok())
+            {
+                parent.insert(pid, ppid);
+            }
+            let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let env = fs::read(e.path().join("environ")).unwrap_or_default();
+            if cmd.windows(11).any(|w| w == b"__supervise") && env.split(|b| *b == 0).any(|v| v == root.as_bytes()) {
+                roots.push(pid);
+            }
+        }
+        let mut all: Vec<u32> = parent
+            .keys()
+            .copied()
+            .filter(|p| {
+                let mut cur = *p;
+                for _ in 0..64 {
+                    if roots.contains(&cur) {
+                        return true;
+                    }
+                    match parent.get(&cur) {
+                        Some(pp) if *pp != 0 => cur = *pp,
+                        _ => return false,
+                    }
+                }
+                false
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Runs a command in another network namespace `ns`, inside the cgroup where linkrt's socket
+    /// hooks are attached (what the hooks' netns check must leave alone).
+    pub fn process_in_hooked_cgroup(&self, ns: &NetNs, cmd: &[&str]) -> Output {
+        let procs = self.t.cfg.cgroup.as_ref().unwrap().join("cgroup.procs");
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", ns.path().display()))
+            .args(["sh", "-c", &format!("echo $$ > {} && exec \"$@\"", procs.display()), "sh"])
+            .args(cmd);
+        run_with_timeout(&mut c, std::time::Duration::from_secs(60))
+    }
+
     /// Runs a command as a process of this host (its netns, inside the cgroup where linkrt's
     /// socket hooks are attached).
     pub fn host_process(&self, cmd: &[&str]) -> Output {

@@ -272,12 +272,21 @@ fn host_processes_reach_published_ports_through_socket_hooks() {
             .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
     });
     assert_eq!(out, "echo:x 127.0.0.1 5353");
-    // Processes of other namespaces are not affected (the hooks check the netns cookie).
-    let o = std::process::Command::new("curl")
-        .args(["-s", "-m", "1", "http://127.0.0.1:8080/"])
-        .output()
+    // A process in the same hooked cgroup but another network namespace is not redirected (the
+    // hooks check the netns cookie): it reaches its own namespace's 127.0.0.1:8080.
+    let other = linkrt_tests::NetNs::new("lrt-other");
+    let mut srv = std::process::Command::new("ip")
+        .args(["netns", "exec", &other.name, "python3", "-c",
+            "import http.server as h\nclass H(h.BaseHTTPRequestHandler):\n def do_GET(s):\n  s.send_response(200); s.end_headers(); s.wfile.write(b'other-ns')\nh.HTTPServer(('127.0.0.1',8080),H).serve_forever()"])
+        .spawn()
         .unwrap();
-    assert_ne!(String::from_utf8_lossy(&o.stdout), "Hello world!");
+    let body = eventually(10, || {
+        let o = h.process_in_hooked_cgroup(&other, &["curl", "-s", "-m", "2", "http://127.0.0.1:8080/"]);
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    });
+    srv.kill().unwrap();
+    srv.wait().unwrap();
+    assert_eq!(body, "other-ns", "not redirected to the container");
     assert!(h.counter("sock_lb") > 0);
 }
 
@@ -285,13 +294,8 @@ fn host_processes_reach_published_ports_through_socket_hooks() {
 fn a_10000_port_range_is_one_map_update_not_10000_processes() {
     let h = Host::new();
     let cl = Client::new(&h);
-    let procs = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().parse::<u32>().is_ok())
-            .count()
-    };
-    let before = procs();
+    let before = h.instance_processes();
+    assert!(before.is_empty(), "{before:?}");
     h.ok(&[
         "run",
         "-d",
@@ -305,8 +309,9 @@ fn a_10000_port_range_is_one_map_update_not_10000_processes() {
         "http.server",
         "25000",
     ]);
-    // The supervisor and the container's process, nothing per port (other tests may add a few).
-    assert!(procs() < before + 50, "{} -> {}", before, procs());
+    // This instance's processes: the supervisor and the container's process, nothing per port.
+    let now = h.instance_processes();
+    assert!(!now.is_empty() && now.len() <= 3, "{now:?}");
     assert!(h.ok(&["ps"]).contains("0.0.0.0:20000-29999->20000-29999/tcp"));
     assert_eq!(h.ok(&["port", "wide"]).lines().count(), 10_000);
     let body = eventually(10, || cl.curl(&format!("http://{HOST_IP}:25000/")));
