@@ -377,9 +377,13 @@ impl Host {
         let mut parent = std::collections::HashMap::new();
         let mut roots = Vec::new();
         for e in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
             if let Ok(stat) = fs::read_to_string(e.path().join("stat"))
-                && let Some(ppid) = stat.rsplit_once(") ").and_then(|(_, r)| r.split(' ').nth(1)?.parse::<u32>().ok())
+                && let Some(ppid) = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, r)| r.split(' ').nth(1)?.parse::<u32>().ok())
             {
                 parent.insert(pid, ppid);
             }
@@ -416,7 +420,12 @@ impl Host {
         let procs = self.t.cfg.cgroup.as_ref().unwrap().join("cgroup.procs");
         let mut c = Command::new("nsenter");
         c.arg(format!("--net={}", ns.path().display()))
-            .args(["sh", "-c", &format!("echo $$ > {} && exec \"$@\"", procs.display()), "sh"])
+            .args([
+                "sh",
+                "-c",
+                &format!("echo $$ > {} && exec \"$@\"", procs.display()),
+                "sh",
+            ])
             .args(cmd);
         run_with_timeout(&mut c, std::time::Duration::from_secs(60))
     }

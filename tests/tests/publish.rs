@@ -282,7 +282,9 @@ fn host_processes_reach_published_ports_through_socket_hooks() {
         .unwrap();
     let body = eventually(10, || {
         let o = h.process_in_hooked_cgroup(&other, &["curl", "-s", "-m", "2", "http://127.0.0.1:8080/"]);
-        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
     });
     srv.kill().unwrap();
     srv.wait().unwrap();

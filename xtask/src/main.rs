@@ -70,8 +70,8 @@ enum Cmd {
 }
 
 /// The suites `cargo xtask test` runs on the default VM kernel: the BPF_PROG_TEST_RUN suite,
-/// which needs no TC attachment. (publish and policy need attaching without TCX on 6.1.)
-const VM_DEFAULT_SUITES: &[&str] = &["datapath"];
+/// and the publish and policy suites, which attach through netlink `cls_bpf` there (no TCX).
+const VM_DEFAULT_SUITES: &[&str] = &["datapath", "publish", "policy"];
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {

@@ -6,10 +6,13 @@
 //! check), replaces its program in place when healing, and deletes it by that record.
 //!
 //! The filter holds its program: it outlives the CLI that attached it, like a pinned TCX link.
-use std::{
-    io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    path::PathBuf,
+use std::{io, path::PathBuf};
+
+use futures_util::{StreamExt, TryStreamExt};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    tc::{TcAttribute, TcBpfFlags, TcFilterBpfOption, TcHandle as NlTcHandle, TcMessage, TcOption},
 };
 
 use aya::programs::{
@@ -189,235 +192,123 @@ pub fn recorded_interfaces(cfg: &Config) -> Vec<String> {
         .collect()
 }
 
-// --- rtnetlink, just enough for filters: a dump and a delete. ---
-
-const RTM_DELTFILTER: u16 = 45;
-const RTM_NEWTFILTER: u16 = 44;
-const RTM_GETTFILTER: u16 = 46;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
-const NLM_F_DUMP: u16 = 0x300;
-const TCA_KIND: u16 = 1;
-const TCA_OPTIONS: u16 = 2;
-const TCA_BPF_NAME: u16 = 7;
-const TCA_BPF_FLAGS: u16 = 8;
-const TCA_BPF_ID: u16 = 11;
+/// `cls_bpf`'s "direct action" flag (`TCA_BPF_FLAG_ACT_DIRECT`).
 const TCA_BPF_FLAG_ACT_DIRECT: u32 = 1;
-const NLA_TYPE_MASK: u16 = 0x3fff;
-const ETH_P_ALL: u16 = 0x0003;
 
-/// `struct nlmsghdr` + `struct tcmsg`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Request {
-    len: u32,
-    ty: u16,
-    flags: u16,
-    seq: u32,
-    pid: u32,
-    family: u8,
-    _pad1: u8,
-    _pad2: u16,
-    ifindex: i32,
-    handle: u32,
-    parent: u32,
-    info: u32,
-}
-
-struct Socket(OwnedFd);
-
-impl Socket {
-    fn open() -> io::Result<Socket> {
-        // SAFETY: plain socket(2).
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new fd we own.
-        Ok(Socket(unsafe { OwnedFd::from_raw_fd(fd) }))
+/// Reads one filter of a dump: a `bpf` filter, or `None` for any other kind (or the dump's
+/// per-priority chain headers, which carry no program).
+fn parse_filter(m: &TcMessage) -> Option<Filter> {
+    if !m
+        .attributes
+        .iter()
+        .any(|a| matches!(a, TcAttribute::Kind(k) if k == "bpf"))
+    {
+        return None;
     }
-
-    fn send(&self, req: &Request) -> io::Result<()> {
-        // SAFETY: `req` is plain old data of `req.len` bytes.
-        let r = unsafe { libc::send(self.0.as_raw_fd(), (req as *const Request).cast(), req.len as usize, 0) };
-        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-    }
-
-    /// Reads replies until the kernel's ack (or the end of a dump); calls `each` on every
-    /// `RTM_NEWTFILTER` payload (after the header).
-    fn replies(&self, mut each: impl FnMut(&[u8])) -> io::Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            // SAFETY: recv(2) into our buffer.
-            let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            let mut msg = &buf[..n as usize];
-            while msg.len() >= 16 {
-                let len = u32::from_ne_bytes(msg[0..4].try_into().expect("4 bytes")) as usize;
-                let ty = u16::from_ne_bytes(msg[4..6].try_into().expect("2 bytes"));
-                if len < 16 || len > msg.len() {
-                    return Err(io::Error::other("truncated netlink message"));
-                }
-                let payload = &msg[16..len];
-                match ty {
-                    NLMSG_DONE => return Ok(()),
-                    NLMSG_ERROR => {
-                        let code = payload
-                            .get(0..4)
-                            .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
-                            .unwrap_or(-libc::EIO);
-                        return if code == 0 {
-                            Ok(())
-                        } else {
-                            Err(io::Error::from_raw_os_error(-code))
-                        };
-                    }
-                    RTM_NEWTFILTER => each(payload),
+    let (mut name, mut prog_id, mut flags) = (String::new(), None, 0u32);
+    for a in &m.attributes {
+        if let TcAttribute::Options(opts) = a {
+            for o in opts {
+                match o {
+                    TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name = n.clone(),
+                    TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => prog_id = Some(*id),
+                    TcOption::Bpf(TcFilterBpfOption::Flags(f)) => flags = f.bits(),
                     _ => {}
                 }
-                msg = &msg[((len + 3) & !3).min(msg.len())..];
             }
         }
-    }
-}
-
-/// Netlink attributes: (type, payload).
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if b.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let ty = u16::from_ne_bytes([b[2], b[3]]) & NLA_TYPE_MASK;
-        if len < 4 || len > b.len() {
-            return None;
-        }
-        let data = &b[4..len];
-        b = &b[((len + 3) & !3).min(b.len())..];
-        Some((ty, data))
-    })
-}
-
-/// Parses one `RTM_NEWTFILTER` payload (`struct tcmsg` and attributes): a `bpf` filter, or
-/// `None` for any other kind (or the dump's per-priority chain headers).
-fn parse_filter(p: &[u8]) -> Option<Filter> {
-    const TCMSG: usize = 20;
-    if p.len() < TCMSG {
-        return None;
-    }
-    let handle = u32::from_ne_bytes(p[8..12].try_into().ok()?);
-    let info = u32::from_ne_bytes(p[16..20].try_into().ok()?);
-    let mut kind = None;
-    let (mut name, mut prog_id, mut flags) = (String::new(), None, 0u32);
-    for (ty, data) in attrs(&p[TCMSG..]) {
-        match ty {
-            TCA_KIND => kind = Some(data.split(|b| *b == 0).next().unwrap_or_default().to_vec()),
-            TCA_OPTIONS => {
-                for (t, d) in attrs(data) {
-                    match t {
-                        TCA_BPF_NAME => {
-                            name = String::from_utf8_lossy(d.split(|b| *b == 0).next().unwrap_or_default()).into_owned()
-                        }
-                        TCA_BPF_ID if d.len() >= 4 => prog_id = Some(u32::from_ne_bytes(d[..4].try_into().ok()?)),
-                        TCA_BPF_FLAGS if d.len() >= 4 => flags = u32::from_ne_bytes(d[..4].try_into().ok()?),
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if kind.as_deref() != Some(b"bpf") {
-        return None;
     }
     Some(Filter {
-        priority: (info >> 16) as u16,
-        handle,
+        priority: (m.header.info >> 16) as u16,
+        handle: u32::from(m.header.handle),
         name,
         prog_id: prog_id?,
         direct_action: flags & TCA_BPF_FLAG_ACT_DIRECT != 0,
     })
 }
 
-/// Every `cls_bpf` filter on the `clsact` hook of interface `ifindex` (none when the
-/// interface has no `clsact` qdisc).
-pub fn filters(ifindex: u32, hook: Hook) -> io::Result<Vec<Filter>> {
-    let sock = Socket::open()?;
-    sock.send(&Request {
-        len: std::mem::size_of::<Request>() as u32,
-        ty: RTM_GETTFILTER,
-        flags: NLM_F_REQUEST | NLM_F_DUMP,
-        seq: 1,
-        ifindex: ifindex as i32,
-        parent: parent(hook),
-        ..Default::default()
-    })?;
-    let mut out = Vec::new();
-    match sock.replies(|p| out.extend(parse_filter(p))) {
-        Ok(()) => Ok(out),
-        // No clsact qdisc: no filters.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOENT) => Ok(out),
-        Err(e) => Err(e),
+fn nl_io(e: rtnetlink::Error) -> io::Error {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io(),
+        other => io::Error::other(other.to_string()),
     }
 }
 
-fn delete_filter(ifindex: u32, hook: Hook, priority: u16, handle: u32) -> io::Result<()> {
-    let sock = Socket::open()?;
-    sock.send(&Request {
-        len: std::mem::size_of::<Request>() as u32,
-        ty: RTM_DELTFILTER,
-        flags: NLM_F_REQUEST | NLM_F_ACK,
-        seq: 1,
-        ifindex: ifindex as i32,
-        handle,
-        parent: parent(hook),
-        info: (u32::from(priority) << 16) | u32::from(ETH_P_ALL.to_be()),
-        ..Default::default()
-    })?;
-    sock.replies(|_| {})
+/// Every `cls_bpf` filter on the `clsact` hook of interface `ifindex` (none when the
+/// interface has no `clsact` qdisc).
+pub fn filters(ifindex: u32, hook: Hook) -> io::Result<Vec<Filter>> {
+    let r = crate::network::netlink::run_once(|h| async move {
+        let mut req = h.traffic_filter(ifindex as i32).get();
+        req = match hook {
+            Hook::Ingress => req.ingress(),
+            Hook::Egress => req.egress(),
+        };
+        let mut out = Vec::new();
+        let mut dump = req.execute();
+        loop {
+            match dump.try_next().await {
+                Ok(Some(m)) => out.extend(parse_filter(&m)),
+                Ok(None) => return Ok(Ok(out)),
+                Err(e) => return Ok(Err(nl_io(e))),
+            }
+        }
+    });
+    match r {
+        Ok(Ok(out)) => Ok(out),
+        // No clsact qdisc: no filters.
+        Ok(Err(e)) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => Ok(Vec::new()),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(io::Error::other(e.to_string())),
+    }
 }
+
+/// Deletes the one filter at (`priority`, `handle`) of the hook. (rtnetlink's delete request
+/// sets neither, which would delete every filter of the hook, so the message is built here.)
+fn delete_filter(ifindex: u32, hook: Hook, priority: u16, handle: u32) -> io::Result<()> {
+    let mut msg = TcMessage::with_index(ifindex as i32);
+    msg.header.parent = NlTcHandle::from(parent(hook));
+    msg.header.handle = NlTcHandle::from(handle);
+    msg.header.info = (u32::from(priority) << 16) | u32::from(ETH_P_ALL.to_be());
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::DelTrafficFilter(msg));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    let r = crate::network::netlink::run_once(|mut h| async move {
+        let mut replies = match h.request(req) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(nl_io(e))),
+        };
+        while let Some(m) = replies.next().await {
+            if let NetlinkPayload::Error(e) = m.payload
+                && e.code.is_some()
+            {
+                return Ok(Err(e.to_io()));
+            }
+        }
+        Ok(Ok(()))
+    });
+    r.map_err(|e| io::Error::other(e.to_string()))?
+}
+
+/// The ethertype of linkrt's filters (`ETH_P_ALL`).
+const ETH_P_ALL: u16 = 0x0003;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn attr(ty: u16, data: &[u8]) -> Vec<u8> {
-        let mut v = ((4 + data.len()) as u16).to_ne_bytes().to_vec();
-        v.extend(ty.to_ne_bytes());
-        v.extend(data);
-        while v.len() % 4 != 0 {
-            v.push(0);
-        }
-        v
-    }
-
     /// A `tc filter` dump entry as the kernel writes it: tcmsg, kind, options.
     #[test]
     fn a_cls_bpf_dump_entry_parses_to_its_priority_handle_name_and_program() {
-        let mut p = vec![0u8; 20];
-        p[8..12].copy_from_slice(&HANDLE.to_ne_bytes());
-        p[16..20].copy_from_slice(&((u32::from(PRIORITY) << 16) | 0x0300).to_ne_bytes());
-        p.extend(attr(TCA_KIND, b"bpf\0"));
-        let mut opts = attr(TCA_BPF_NAME, b"lrt_uplink_in\0");
-        opts.extend(attr(TCA_BPF_ID, &77u32.to_ne_bytes()));
-        opts.extend(attr(TCA_BPF_FLAGS, &1u32.to_ne_bytes()));
-        p.extend(attr(TCA_OPTIONS, &opts));
+        let mut m = TcMessage::with_index(3);
+        m.header.handle = NlTcHandle::from(HANDLE);
+        m.header.info = (u32::from(PRIORITY) << 16) | 0x0300;
+        m.attributes.push(TcAttribute::Kind("bpf".into()));
+        m.attributes.push(TcAttribute::Options(vec![
+            TcOption::Bpf(TcFilterBpfOption::ProgName("lrt_uplink_in".into())),
+            TcOption::Bpf(TcFilterBpfOption::ProgId(77)),
+            TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::from_bits_retain(1))),
+        ]));
         assert_eq!(
-            parse_filter(&p),
+            parse_filter(&m),
             Some(Filter {
                 priority: PRIORITY,
                 handle: HANDLE,
@@ -427,9 +318,12 @@ mod tests {
             })
         );
         // Another kind (u32, flower...) is not ours to look at.
-        let mut other = p[..20].to_vec();
-        other.extend(attr(TCA_KIND, b"u32\0"));
+        let mut other = TcMessage::with_index(3);
+        other.attributes.push(TcAttribute::Kind("u32".into()));
         assert_eq!(parse_filter(&other), None);
-        assert_eq!(parse_filter(&p[..10]), None);
+        // A chain header of the dump: bpf, but no program.
+        let mut chain = TcMessage::with_index(3);
+        chain.attributes.push(TcAttribute::Kind("bpf".into()));
+        assert_eq!(parse_filter(&chain), None);
     }
 }

@@ -99,6 +99,17 @@ impl Host {
     }
 }
 
+/// Runs `work` once with a fresh connection in the calling thread's netns (for the datapath's
+/// occasional tc filter queries, which have no [`Netlink`] at hand).
+pub(crate) fn run_once<T, F>(work: impl FnOnce(Handle) -> F) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
+    let h = Host::open()?;
+    let handle = h.handle.clone();
+    h.run(work(handle))
+}
+
 /// `block_on` panics inside an async context; say so as an error instead.
 fn not_in_async() -> Result<()> {
     match tokio::runtime::Handle::try_current() {
