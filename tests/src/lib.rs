@@ -710,6 +710,29 @@ impl Host {
         }
     }
 
+    /// `bytes_memlock` of each map pinned by this instance (its own maps directory), by pin name.
+    pub fn map_memory(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for e in fs::read_dir(self.t.cfg.maps_dir()).expect("maps dir").flatten() {
+            let o = Command::new("bpftool")
+                .args(["-j", "map", "show", "pinned"])
+                .arg(e.path())
+                .output()
+                .expect("bpftool");
+            assert!(
+                o.status.success(),
+                "bpftool map show pinned {}: {o:?}",
+                e.path().display()
+            );
+            let m: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bpftool json");
+            out.insert(
+                e.file_name().to_string_lossy().into_owned(),
+                m["bytes_memlock"].as_u64().expect("bytes_memlock"),
+            );
+        }
+        out
+    }
+
     /// Where this host's bpffs is mounted (`cfg.bpffs` is a directory inside it).
     pub fn bpffs_mount(&self) -> PathBuf {
         self.t.cfg.bpffs.parent().expect("bpffs dir has a parent").to_path_buf()
