@@ -15,5 +15,8 @@ pub const CONFIG_SUBNET: u32 = 3;
 /// the next slot.
 pub const CONFIG_GATEWAY: u32 = 4;
 pub const CONFIG_GATEWAY_MAC: u32 = 5;
+/// 1 = the programs log each drop and each new translated flow through aya-log at debug level
+/// (`linkrt monitor --debug` turns it on while it runs); 0 (default) = nothing is written.
+pub const CONFIG_LOG: u32 = 6;
 /// Number of slots.
 pub const CONFIG_LEN: u32 = 8;

@@ -49,7 +49,7 @@ mod entry {
 
     use crate::{
         fwd::Verdict,
-        maps::{count_drop, emit},
+        maps::{count_drop, debug_on, emit},
         parse::{IP_DADDR, Meta},
     };
 
@@ -57,6 +57,19 @@ mod entry {
     #[inline(always)]
     fn drop_with(ctx: &TcContext, r: DropReason, m: &Meta) -> i32 {
         count_drop(r);
+        if debug_on() {
+            aya_log_ebpf::debug!(
+                ctx,
+                "{} proto {} {:i}:{} -> {:i}:{} ethertype {:x}",
+                r.name(),
+                m.proto,
+                u32::from_be(m.saddr),
+                u16::from_be(m.sport),
+                u32::from_be(m.daddr),
+                u16::from_be(m.dport),
+                m.ethertype
+            );
+        }
         emit(&Event {
             kind: EVENT_DROP,
             reason: r as u8,

@@ -72,6 +72,13 @@ pub fn count_drop(r: DropReason) {
     bump(r.slot());
 }
 
+/// Whether `linkrt monitor --debug` asked for aya-log debug logs (`CONFIG_LOG`): one array
+/// lookup when off, nothing written.
+#[inline(always)]
+pub fn debug_on() -> bool {
+    config(linkrt_common::config::CONFIG_LOG) != 0
+}
+
 /// A `CONFIG` slot (0 when unset).
 #[inline(always)]
 pub fn config(slot: u32) -> u64 {

@@ -12,7 +12,7 @@ use linkrt_common::{
 
 use crate::{
     conntrack, frag,
-    maps::{CONTAINER_IPS, LOCAL_ADDRS, PORTMAP, count, emit, get},
+    maps::{CONTAINER_IPS, LOCAL_ADDRS, PORTMAP, count, debug_on, emit, get},
     parse::{Frag, IP_CSUM, IP_DADDR, IP_SADDR, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, Pkt, TCP_CSUM, UDP_CSUM},
     policy,
 };
@@ -142,6 +142,19 @@ pub fn dnat_new(ctx: &mut TcContext, p: &Pkt, client_if: u32) -> Result<Option<u
     };
     if !p.rst() {
         conntrack::create(&p.key(), &fwd, &rev_key, &rev)?;
+        if debug_on() {
+            aya_log_ebpf::debug!(
+                ctx,
+                "dnat proto {} {:i}:{} -> {:i}:{} => {:i}:{}",
+                p.proto,
+                u32::from_be(p.saddr),
+                u16::from_be(p.sport),
+                u32::from_be(p.daddr),
+                u16::from_be(p.dport),
+                u32::from_be(b.ip),
+                u16::from_be(b.port)
+            );
+        }
         emit(&Event {
             kind: EVENT_NAT,
             reason: 0,

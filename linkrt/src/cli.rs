@@ -282,6 +282,11 @@ pub struct MonitorArgs {
     /// Exit after this many seconds
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// Also show the programs' debug logs (aya-log): each drop with its reason and tuple, each
+    /// new translated flow. Also on with LINKRT_LOG=debug. The programs write them only while
+    /// such a monitor runs.
+    #[arg(long)]
+    pub debug: bool,
 }
 
 #[derive(Args, Debug)]

@@ -541,8 +541,19 @@ pub fn run_with_timeout(c: &mut Command, limit: std::time::Duration) -> Output {
     }
 }
 
-/// Retries `f` for up to `secs` seconds until it returns Some.
+/// How much longer than on the host the tests' waits may take: `LINKRT_TEST_TIME_SCALE`
+/// (set to 5 by `cargo xtask test --kernel` under software emulation), 1 by default.
+pub fn time_scale() -> u64 {
+    std::env::var("LINKRT_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
+/// Retries `f` for up to `secs` seconds (times [`time_scale`]) until it returns Some.
 pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let secs = secs * time_scale();
     let start = std::time::Instant::now();
     loop {
         if let Some(v) = f() {

@@ -56,7 +56,7 @@ fn load() -> Loaded {
         .expect("load eBPF object");
     for name in maps::TC_PROGRAMS {
         let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
-        p.load().unwrap_or_else(|e| panic!("verifier rejected {name}: {e:?}"));
+        linkrt::bpf::verify(|| p.load()).unwrap_or_else(|e| panic!("verifier rejected {name}: {e:?}"));
     }
     let mut l = Loaded { ebpf, _fs: fs, _ns: ns };
     set_config(&mut l, CONFIG_SUBNET, subnet_config(Ipv4Addr::new(172, 17, 0, 0), 16));

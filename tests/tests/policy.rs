@@ -194,3 +194,55 @@ fn monitor_streams_drops_and_nat_flows() {
         "{text}"
     );
 }
+
+/// `monitor --debug` shows the programs' aya-log lines (a drop with its reason and tuple, a
+/// new translated flow) while it runs; once it has exited the programs write nothing, so a
+/// drop made then is not waiting in the log buffer for the next debug monitor.
+#[test]
+fn monitor_debug_shows_the_programs_logs_only_while_it_runs() {
+    let h = Host::new();
+    let cl = linkrt_tests::Client::new(&h);
+    server(&h, "src");
+    h.ok(&["run", "-d", "--name", "stranger", "alpine", "sleep", "600"]);
+    h.ok(&["run", "-d", "--name", "web", "-p", "8080:5000", "training/webapp"]);
+    let url = format!("http://{}:8080/", linkrt_tests::HOST_IP);
+    eventually(20, || cl.curl(&url));
+
+    let mon = h.spawn(&["monitor", "--debug", "--timeout", "8"]);
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(!connects(&h, "stranger", "172.17.0.2", 7000));
+    assert_eq!(cl.curl(&url).as_deref(), Some("Hello world!"));
+    let out = mon.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("debug drop_policy proto 6 172.17.0.3:") && l.contains("-> 172.17.0.2:7000")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("debug dnat proto 6 10.200.0.2:")
+                && l.ends_with("-> 10.200.0.1:8080 => 172.17.0.4:5000")),
+        "{text}"
+    );
+    // The ring buffer events are still there beside them.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("drop  (drop_policy) tcp 172.17.0.3:")),
+        "{text}"
+    );
+
+    // Off again: a drop now is counted but not logged.
+    let before = h.counter("drop_policy");
+    assert!(!connects(&h, "stranger", "172.17.0.2", 7000));
+    assert!(h.counter("drop_policy") > before);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let o = h.linkrt(&["monitor", "--debug", "--timeout", "2"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        !o.stdout.lines().any(|l| l.starts_with("debug ") && l.contains(":7000")),
+        "logged while no debug monitor ran: {}",
+        o.stdout
+    );
+}

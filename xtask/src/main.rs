@@ -344,7 +344,14 @@ fn on_kernel(
             accel,
             binaries: &binaries,
             test_args,
-            env: &[("LINKRT_BIN".into(), bin.to_string_lossy().into_owned())],
+            env: &[
+                ("LINKRT_BIN".into(), bin.to_string_lossy().into_owned()),
+                // Software emulation runs several times slower: the tests' waits stretch.
+                (
+                    "LINKRT_TEST_TIME_SCALE".into(),
+                    if accel == vm::Accel::Tcg { "5" } else { "1" }.into(),
+                ),
+            ],
             timeout,
             memory_mib: 3072,
             cpus: 2,

@@ -1,29 +1,120 @@
+//! `linkrt monitor`: datapath events (and with `--debug`, the programs' aya-log lines), one
+//! tokio loop waiting on both ring buffers through `AsyncFd`.
 use std::{
     io::Write,
     time::{Duration, Instant},
 };
 
-use linkrt::{Config, bpf::EventReader};
+use linkrt::{
+    Config,
+    bpf::{DebugLog, EventReader},
+};
+use tokio::io::unix::AsyncFd;
 
 use super::{CmdResult, Failure};
 use crate::cli::MonitorArgs;
 
-pub fn monitor(cfg: &Config, a: MonitorArgs) -> CmdResult {
-    let mut r = EventReader::open(cfg).map_err(Failure::cli)?;
-    let start = Instant::now();
-    let mut seen = 0usize;
-    let mut out = std::io::stdout();
-    loop {
-        for ev in r.next_events(Duration::from_millis(200)).map_err(Failure::cli)? {
-            let _ = writeln!(out, "{ev}");
-            seen += 1;
-            if a.count.is_some_and(|n| seen >= n) {
-                return Ok(0);
-            }
+/// What the loop prints, counted for `-n`.
+struct Out {
+    seen: usize,
+    limit: Option<usize>,
+}
+
+impl Out {
+    /// Prints one line; `true` when `-n` is reached (or stdout is gone).
+    fn line(&mut self, l: &str) -> bool {
+        let mut o = std::io::stdout().lock();
+        if writeln!(o, "{l}").and_then(|()| o.flush()).is_err() {
+            return true;
         }
-        let _ = out.flush();
-        if a.timeout.is_some_and(|t| start.elapsed() >= Duration::from_secs(t)) {
-            return Ok(0);
+        self.seen += 1;
+        self.limit.is_some_and(|n| self.seen >= n)
+    }
+}
+
+pub fn monitor(cfg: &Config, a: MonitorArgs) -> CmdResult {
+    let debug = a.debug || std::env::var("LINKRT_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| Failure::cli(linkrt::Error::io("starting", "the monitor's event loop", e)))?;
+    rt.block_on(run(cfg, a, debug))
+}
+
+async fn run(cfg: &Config, a: MonitorArgs, debug: bool) -> CmdResult {
+    // SAFETY (both registrations): the reader owns its ring buffer's fd and the debug log owns
+    // aya-log's; each stays open, the same fd, for as long as the AsyncFd that holds it.
+    let events = unsafe { AsyncFd::register(EventReader::open(cfg).map_err(Failure::cli)?) }.map_err(|e| {
+        Failure::cli(linkrt::Error::io(
+            "watching",
+            "the datapath's event ring buffer",
+            e.into_parts().1,
+        ))
+    })?;
+    // Dropped at the end of this function (also on Ctrl-C or SIGTERM): logging goes off again.
+    let logs = match debug {
+        true => Some(
+            unsafe { AsyncFd::register(DebugLog::open(cfg).map_err(Failure::cli)?) }.map_err(|e| {
+                Failure::cli(linkrt::Error::io(
+                    "watching",
+                    "the datapath's debug logs",
+                    e.into_parts().1,
+                ))
+            })?,
+        ),
+        false => None,
+    };
+    let deadline = a.timeout.map(|t| Instant::now() + Duration::from_secs(t));
+    let mut out = Out {
+        seen: 0,
+        limit: a.count,
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure::cli(linkrt::Error::io("handling", "SIGTERM", e)))?;
+    let mut events = events;
+    let mut logs = logs;
+    loop {
+        let until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let log_ready = async {
+            match logs.as_mut() {
+                Some(l) => l.readable_mut().await.map(Some),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = events.readable_mut() => {
+                let mut g = r.map_err(|e| Failure::cli(linkrt::Error::io("watching", "the datapath's event ring buffer", e)))?;
+                let batch = g.get_inner_mut().drain();
+                g.clear_ready();
+                for ev in batch {
+                    if out.line(&ev.to_string()) {
+                        return Ok(0);
+                    }
+                }
+            }
+            r = log_ready => {
+                if let Some(mut g) = r.map_err(|e| Failure::cli(linkrt::Error::io("watching", "the datapath's debug logs", e)))? {
+                    let lines = g.get_inner_mut().drain();
+                    g.clear_ready();
+                    for l in lines {
+                        if out.line(&format!("debug {l}")) {
+                            return Ok(0);
+                        }
+                    }
+                }
+            }
+            () = until => return Ok(0),
+            r = tokio::signal::ctrl_c() => {
+                r.map_err(|e| Failure::cli(linkrt::Error::io("handling", "SIGINT", e)))?;
+                return Ok(130);
+            }
+            _ = term.recv() => return Ok(143),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `linkrt monitor`: the datapath's events, from the pinned ring buffer.
-use std::{net::SocketAddrV4, time::Duration};
+use std::net::SocketAddrV4;
 
 use aya::maps::{Map, MapData, RingBuf};
 use linkrt_common::{DropReason, EVENT_NAT, Event, maps};
@@ -82,16 +82,8 @@ impl EventReader {
         Ok(EventReader { ring })
     }
 
-    /// Waits up to `timeout` for events and returns those available.
-    pub fn next_events(&mut self, timeout: Duration) -> Result<Vec<DatapathEvent>> {
-        use std::os::fd::AsFd;
-        let mut fds = [nix::poll::PollFd::new(self.ring.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let ms = nix::poll::PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
-            .unwrap_or(nix::poll::PollTimeout::MAX);
-        match nix::poll::poll(&mut fds, ms) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Error::io("polling", maps::EVENTS, e.into())),
-        }
+    /// The events available now (without waiting: `monitor` waits on the fd).
+    pub fn drain(&mut self) -> Vec<DatapathEvent> {
         let mut out = Vec::new();
         while let Some(item) = self.ring.next() {
             if item.len() < std::mem::size_of::<Event>() {
@@ -117,7 +109,13 @@ impl EventReader {
                 }
             });
         }
-        Ok(out)
+        out
+    }
+}
+
+impl std::os::fd::AsRawFd for EventReader {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.ring.as_raw_fd()
     }
 }
 

@@ -12,7 +12,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType,
+        CgroupAttachMode, CgroupSockAddr, LinkOrder, ProgramError, SchedClassifier, TcAttachType,
         links::{FdLink, LinkError, PinnedLink},
         tc::TcAttachOptions,
     },
@@ -149,22 +149,24 @@ impl Datapath {
         let sizes = super::sizes::sizes(&cfg.maps_dir(), |v| std::env::var(v).ok())?;
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(cfg.maps_dir());
+        // aya-log's ring buffer is shared by every load (not one per start), so that
+        // `monitor --debug` reads every program's logs from one map.
+        let logs = cfg.maps_dir().join(super::debug_log::LOG_MAP);
+        loader.map_pin_path(super::debug_log::LOG_MAP, logs.as_path());
         for (name, n) in &sizes {
             loader.map_max_entries(name, *n);
         }
         let mut ebpf = loader.load(obj)?;
         for name in maps::TC_PROGRAMS {
-            prog(&mut ebpf, name)?
-                .load()
-                .map_err(|source| Error::Program { name, source })?;
+            let p = prog(&mut ebpf, name)?;
+            verify(|| p.load()).map_err(|source| Error::Program { name, source })?;
         }
         // Without bpf_set_retval (before 5.18) the variants that refuse with EPERM.
         let retval = feats.set_retval != features::Support::No;
         for logical in maps::SOCK_PROGRAMS {
             let name = sock_variant(logical, retval);
-            sock_prog(&mut ebpf, name)?
-                .load()
-                .map_err(|source| Error::Program { name, source })?;
+            let p = sock_prog(&mut ebpf, name)?;
+            verify(|| p.load()).map_err(|source| Error::Program { name, source })?;
         }
         write_static_config(&Pinned::new(cfg))?;
         Ok(Datapath {
@@ -277,6 +279,25 @@ fn remove_pin(pin: &Path) -> Result<()> {
 }
 
 /// bpffs forbids dots in names, hence `<ifname>_in` / `<ifname>_out`.
+/// Runs a program load, again when the verifier gave up because a signal arrived meanwhile
+/// (it returns EAGAIN when the loading thread has a signal pending, e.g. a child's SIGCHLD
+/// during a long verification on a busy host). Any other error is the answer.
+pub fn verify(
+    mut load: impl FnMut() -> std::result::Result<(), ProgramError>,
+) -> std::result::Result<(), ProgramError> {
+    let mut tries = 0;
+    loop {
+        match load() {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && tries < 5 =>
+            {
+                tries += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 pub(super) fn link_pin(cfg: &Config, ifname: &str, hook: Hook) -> PathBuf {
     cfg.links_dir().join(format!("{ifname}_{}", hook.suffix()))
 }

@@ -12,6 +12,7 @@
 //! - `linkrt info`: [`features::current`] (cached probes), [`features::attach_mode`],
 //!   [`features::Features::require`].
 mod batch;
+mod debug_log;
 mod events;
 pub use crate::features;
 mod health;
@@ -22,12 +23,13 @@ pub mod netlink;
 mod settings;
 pub mod sizes;
 
+pub use debug_log::DebugLog;
 pub use events::{DatapathEvent, EventReader};
 pub use features::{AttachMode, Features};
 pub use health::{Health, Missing, Wanted, WantedEndpoint, check, heal};
 pub use host_sockets::HostSockets;
 pub use loader::{
-    Datapath, Hook, Role, attached_interfaces, detach, ensure_bpffs, netns_cookie, object, tcx_interfaces,
+    Datapath, Hook, Role, attached_interfaces, detach, ensure_bpffs, netns_cookie, object, tcx_interfaces, verify,
 };
 pub use maps::{Batched, PolicyState, Stat, map_len, publish, set_local_addrs, stats, sync_policy, unpublish};
 pub use settings::{GatewayMode, bridge_mac, gateway_mode, saved_gateway_mode};

@@ -12,7 +12,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    tc::{TcAttribute, TcBpfFlags, TcFilterBpfOption, TcHandle as NlTcHandle, TcMessage, TcOption},
+    tc::{TcAttribute, TcFilterBpfOption, TcHandle as NlTcHandle, TcMessage, TcOption},
 };
 
 use aya::programs::{
@@ -294,6 +294,7 @@ const ETH_P_ALL: u16 = 0x0003;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_route::tc::TcBpfFlags;
 
     /// A `tc filter` dump entry as the kernel writes it: tcmsg, kind, options.
     #[test]

@@ -1,0 +1,92 @@
+//! `linkrt monitor --debug`: the programs' aya-log debug lines (each drop with its reason and
+//! tuple, each new translated flow), read from aya-log's ring buffer.
+//!
+//! The programs write them only while `CONFIG_LOG` is 1: a [`DebugLog`] sets it when it opens
+//! and clears it when it is dropped, so that with nobody reading, logging costs one array
+//! lookup per drop or new flow and writes nothing.
+use std::{
+    os::fd::{AsRawFd, RawFd},
+    sync::mpsc,
+};
+
+use aya::programs::links::{FdLink, PinnedLink};
+use aya_log::EbpfLogger;
+use linkrt_common::{config::CONFIG_LOG, maps};
+
+use super::{loader::cgroup_pin, maps::Pinned};
+use crate::{
+    config::Config,
+    error::{Error, Result},
+};
+
+/// The name of aya-log's ring buffer in the object (pinned beside linkrt's maps).
+pub const LOG_MAP: &str = "AYA_LOGS";
+
+/// Collects the formatted lines aya-log decodes (the library never prints).
+struct Lines(mpsc::Sender<String>);
+
+impl log::Log for Lines {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        // The receiver lives as long as the DebugLog that owns this logger.
+        if self.0.send(format!("{}", record.args())).is_err() {}
+    }
+
+    fn flush(&self) {}
+}
+
+/// A reader of the datapath's debug logs; while it exists the programs write them.
+pub struct DebugLog {
+    logger: EbpfLogger<Lines>,
+    lines: mpsc::Receiver<String>,
+    cfg: Config,
+}
+
+impl DebugLog {
+    /// Turns the debug logs on and attaches to them through one of linkrt's programs (the
+    /// pinned `connect4` hook: every program shares the pinned log buffer).
+    pub fn open(cfg: &Config) -> Result<Self> {
+        let pin = cgroup_pin(cfg, maps::PROG_CONNECT4);
+        let link = PinnedLink::from_pin(&pin).map_err(|e| {
+            Error::sys(format!(
+                "the datapath is not set up (no {}: {e}); start a container first",
+                pin.display()
+            ))
+        })?;
+        let prog = FdLink::from(link)
+            .info()
+            .map_err(|e| Error::sys(format!("reading the link {}: {e}", pin.display())))?
+            .program_id();
+        let (tx, lines) = mpsc::channel();
+        let logger = EbpfLogger::init_from_id_with_logger(prog, Lines(tx))
+            .map_err(|e| Error::sys(format!("attaching to the datapath's logs (program {prog}): {e}")))?;
+        Pinned::new(cfg).set_config(CONFIG_LOG, 1)?;
+        Ok(DebugLog {
+            logger,
+            lines,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Decodes what the programs wrote since the last call.
+    pub fn drain(&mut self) -> Vec<String> {
+        self.logger.flush();
+        self.lines.try_iter().collect()
+    }
+}
+
+impl AsRawFd for DebugLog {
+    fn as_raw_fd(&self) -> RawFd {
+        self.logger.as_raw_fd()
+    }
+}
+
+impl Drop for DebugLog {
+    fn drop(&mut self) {
+        // Best effort: a datapath removed meanwhile has no CONFIG to clear.
+        if Pinned::new(&self.cfg).set_config(CONFIG_LOG, 0).is_err() {}
+    }
+}
