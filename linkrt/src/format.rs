@@ -233,7 +233,8 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
             "StartedAt": c.state.started_at.clone().unwrap_or(zero.clone()),
             "FinishedAt": c.state.finished_at.clone().unwrap_or(zero),
         },
-        "Image": c.spec.image,
+        // Docker's `.Image` is the image's ID; `.Config.Image` the reference as given.
+        "Image": if c.spec.image_id.is_empty() { &c.spec.image } else { &c.spec.image_id },
         "ResolvConfPath": dir.join("resolv.conf"),
         "HostnamePath": dir.join("hostname"),
         "HostsPath": dir.join("hosts"),
@@ -281,7 +282,11 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
             "OpenStdin": c.spec.interactive,
             "ExposedPorts": if exposed.is_empty() { Value::Null } else { Value::Object(exposed) },
             "Env": c.spec.env,
-            "Cmd": c.spec.cmd,
+            "Cmd": c.spec.cmd.get(c.spec.entrypoint_len..).unwrap_or(&[]),
+            "Entrypoint": match c.spec.cmd.get(..c.spec.entrypoint_len) {
+                Some(e) if !e.is_empty() => json!(e),
+                _ => Value::Null,
+            },
             "Image": c.spec.image,
             "WorkingDir": c.spec.workdir,
         },

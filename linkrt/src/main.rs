@@ -34,7 +34,11 @@ fn main() -> ExitCode {
         cfg.bpffs = b.clone();
     }
     let is_run = matches!(cli.cmd, Command::Run(_) | Command::Create(_) | Command::Start(_));
-    let needs_root = !matches!(cli.cmd, Command::Image { .. } | Command::Images);
+    // Listing images reads nothing private when there is no state yet (the built-ins).
+    let needs_root = !matches!(
+        cli.cmd,
+        Command::Images(_) | Command::Image { cmd: cli::ImageCmd::Ls(_) | cli::ImageCmd::Inspect(_) }
+    );
     if needs_root && !nix::unistd::geteuid().is_root() {
         eprintln!("linkrt: {}", linkrt::Error::NotRoot);
         return ExitCode::from(125);
