@@ -179,7 +179,7 @@ fn prescan(f: &mut File, budget: &Budget) -> Result<()> {
         for e in entries {
             // A corrupt header is reported by the extraction itself, with its context.
             let Ok(e) = e else { break };
-            let size = e.header().entry_size().unwrap_or(0);
+            let size = e.size();
             let name = e.path().map(|p| p.display().to_string()).unwrap_or_default();
             b.charge(&format!("entry {name:?}"), size)?;
         }
@@ -202,7 +202,7 @@ fn extract(r: impl Read, stage: &Stage, budget: &mut Budget) -> Result<Source> {
         let name = rel.to_string_lossy().into_owned();
         match ty {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = e.header().entry_size().unwrap_or(0);
+                let size = e.size();
                 budget.charge(&format!("entry {name:?}"), size)?;
                 let dst = stage.dir.join("in").join(i.to_string());
                 let mut out = File::create(&dst).map_err(|x| Error::io("creating", &dst, x))?;

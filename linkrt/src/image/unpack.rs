@@ -277,13 +277,14 @@ impl Layer<'_> {
         let Some(rel) = clean_path(&raw)? else {
             return Ok(());
         };
-        let h = e.header();
-        let kind = h.entry_type();
+        let kind = e.header().entry_type();
         if matches!(kind, T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink) {
             return Ok(());
         }
-        let size = h.entry_size().unwrap_or(0);
+        // The file's real size (PAX and sparse entries included).
+        let size = e.size();
         self.budget.charge(&format!("entry {:?}", rel.display().to_string()), if kind.is_file() { size } else { 0 })?;
+        let h = e.header();
         let mode = h.mode().unwrap_or(0o644) & 0o7777;
         let (uid, gid) = (h.uid().unwrap_or(0), h.gid().unwrap_or(0));
         let mtime = h.mtime().unwrap_or(0);
