@@ -37,7 +37,10 @@ fn main() -> ExitCode {
     // Listing images reads nothing private when there is no state yet (the built-ins).
     let needs_root = !matches!(
         cli.cmd,
-        Command::Images(_) | Command::Image { cmd: cli::ImageCmd::Ls(_) | cli::ImageCmd::Inspect(_) }
+        Command::Images(_)
+            | Command::Image {
+                cmd: cli::ImageCmd::Ls(_) | cli::ImageCmd::Inspect(_)
+            }
     );
     if needs_root && !nix::unistd::geteuid().is_root() {
         eprintln!("linkrt: {}", linkrt::Error::NotRoot);

@@ -114,7 +114,9 @@ impl TarBuf {
     }
 }
 
-const APPLETS: &[&str] = &["sh", "env", "id", "pwd", "cat", "ls", "echo", "httpd", "sleep", "nc", "test"];
+const APPLETS: &[&str] = &[
+    "sh", "env", "id", "pwd", "cat", "ls", "echo", "httpd", "sleep", "nc", "test",
+];
 
 /// Layer 1: busybox, users, a web root, a file and a directory that layer 2 deletes/replaces.
 fn layer1() -> Vec<u8> {
@@ -279,7 +281,10 @@ fn layout_annotations() -> Value {
 
 /// `docker save` since Engine 25: the layout, with manifest.json beside it.
 fn docker_save_tar(img: &Img, tag: &str) -> Vec<u8> {
-    let mut files = layout_files(img, json!({ANN_NAME: format!("docker.io/{tag}"), "org.opencontainers.image.ref.name": "v1"}));
+    let mut files = layout_files(
+        img,
+        json!({ANN_NAME: format!("docker.io/{tag}"), "org.opencontainers.image.ref.name": "v1"}),
+    );
     let manifest = json!([{
         "Config": format!("blobs/sha256/{}", hexof(&img.id())),
         "RepoTags": [tag],
@@ -347,7 +352,11 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
             } else {
                 format!("other {:o}", md.mode())
             };
-            let mode = if ft.is_symlink() { 0 } else { md.permissions().mode() & 0o7777 };
+            let mode = if ft.is_symlink() {
+                0
+            } else {
+                md.permissions().mode() & 0o7777
+            };
             out.insert(rel, format!("{what} mode={mode:o} uid={} gid={}", md.uid(), md.gid()));
             if ft.is_dir() {
                 walk(root, &p, out);
@@ -409,7 +418,11 @@ fn umoci_tree(layout: &Path) -> BTreeMap<String, String> {
         .arg(&b)
         .output()
         .expect("umoci (Debian package umoci, installed by `cargo xtask setup`)");
-    assert!(o.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "umoci unpack: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     tree(&b.join("rootfs"))
 }
 
@@ -437,7 +450,11 @@ fn assert_same_tree(h: &Host, image: &str, want: &BTreeMap<String, String>) {
             .iter()
             .filter(|(k, v)| want.get(*k) != Some(v))
             .map(|(k, v)| format!("linkrt {k}: {v} / umoci: {:?}", want.get(k)))
-            .chain(want.keys().filter(|k| !got.contains_key(*k)).map(|k| format!("missing in linkrt: {k}")))
+            .chain(
+                want.keys()
+                    .filter(|k| !got.contains_key(*k))
+                    .map(|k| format!("missing in linkrt: {k}")),
+            )
             .collect();
         panic!("unpacked tree differs from umoci's:\n{}", diff.join("\n"));
     }
@@ -460,13 +477,26 @@ fn load_layout_docker_save_and_legacy_tars_like_umoci() {
     assert_eq!(h.ok(&["image", "inspect", "-f", "{{.Id}}", TAG]), img.id());
     let ls = h.ok(&["images"]);
     let head = ls.lines().next().unwrap();
-    assert!(head.starts_with("REPOSITORY") && head.contains("TAG") && head.contains("IMAGE ID") && head.contains("CREATED") && head.contains("SIZE"), "{ls}");
-    let row = ls.lines().find(|l| l.starts_with("linkrt-test/bbx")).unwrap_or_else(|| panic!("{ls}"));
+    assert!(
+        head.starts_with("REPOSITORY")
+            && head.contains("TAG")
+            && head.contains("IMAGE ID")
+            && head.contains("CREATED")
+            && head.contains("SIZE"),
+        "{ls}"
+    );
+    let row = ls
+        .lines()
+        .find(|l| l.starts_with("linkrt-test/bbx"))
+        .unwrap_or_else(|| panic!("{ls}"));
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cols[1], "v1");
     assert_eq!(cols[2], &hexof(&img.id())[..12]);
     assert!(row.contains(" ago") && row.ends_with("MB"), "{row}");
-    assert!(ls.lines().any(|l| l.starts_with("redis ")), "built-ins stay listed: {ls}");
+    assert!(
+        ls.lines().any(|l| l.starts_with("redis ")),
+        "built-ins stay listed: {ls}"
+    );
     assert_same_tree(&h, TAG, &reference);
 
     // 2. The same image as `docker save` writes it (zstd first layer), from stdin, into an
@@ -487,20 +517,47 @@ fn load_layout_docker_save_and_legacy_tars_like_umoci() {
     // 3. The legacy `docker save` form.
     let legacy = work.path.join("legacy.tar");
     fs::write(&legacy, legacy_tar(&img, "linkrt-test/legacy:v1")).unwrap();
-    assert_eq!(h.ok(&["load", "-i", legacy.to_str().unwrap()]), "Loaded image: linkrt-test/legacy:v1");
-    assert_eq!(h.ok(&["image", "inspect", "-f", "{{.Id}}", "linkrt-test/legacy:v1"]), img.id());
+    assert_eq!(
+        h.ok(&["load", "-i", legacy.to_str().unwrap()]),
+        "Loaded image: linkrt-test/legacy:v1"
+    );
+    assert_eq!(
+        h.ok(&["image", "inspect", "-f", "{{.Id}}", "linkrt-test/legacy:v1"]),
+        img.id()
+    );
     assert_same_tree(&h, "linkrt-test/legacy:v1", &reference);
 
     // 4. save, then load: the same IDs and layers.
-    let layers = h.ok(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", "linkrt-test/legacy:v1"]);
+    let layers = h.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .RootFS.Layers}}",
+        "linkrt-test/legacy:v1",
+    ]);
     let saved = work.path.join("out.tar");
     h.ok(&["save", "-o", saved.to_str().unwrap(), "linkrt-test/legacy:v1"]);
     check_docker_loadable(&saved);
     h.ok(&["rmi", "linkrt-test/legacy:v1"]);
     assert_eq!(store_contents(&h), Vec::<String>::new());
-    assert_eq!(h.ok(&["load", "-i", saved.to_str().unwrap()]), "Loaded image: linkrt-test/legacy:v1");
-    assert_eq!(h.ok(&["image", "inspect", "-f", "{{.Id}}", "linkrt-test/legacy:v1"]), img.id());
-    assert_eq!(h.ok(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", "linkrt-test/legacy:v1"]), layers);
+    assert_eq!(
+        h.ok(&["load", "-i", saved.to_str().unwrap()]),
+        "Loaded image: linkrt-test/legacy:v1"
+    );
+    assert_eq!(
+        h.ok(&["image", "inspect", "-f", "{{.Id}}", "linkrt-test/legacy:v1"]),
+        img.id()
+    );
+    assert_eq!(
+        h.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .RootFS.Layers}}",
+            "linkrt-test/legacy:v1"
+        ]),
+        layers
+    );
     assert_same_tree(&h, "linkrt-test/legacy:v1", &reference);
     // And the saved tar, re-saved, is byte for byte the same archive.
     let again = work.path.join("again.tar");
@@ -561,7 +618,20 @@ fn image_config_drives_the_container() {
     let out = h.ok(&["run", "--rm", TAG, "sh", "-c", script]);
     assert_eq!(out, "hello image\n/data\n1000\n/home/app\nkept.txt\nold\nnew.txt");
     // Then -e, -w, -u.
-    let out = h.ok(&["run", "--rm", "-e", "GREETING=bye", "-w", "/tmp", "-u", "0", TAG, "sh", "-c", script]);
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=bye",
+        "-w",
+        "/tmp",
+        "-u",
+        "0",
+        TAG,
+        "sh",
+        "-c",
+        script,
+    ]);
     assert_eq!(out, "bye image\n/tmp\n0\n/root\nkept.txt\nold\nnew.txt");
     // --entrypoint replaces the entrypoint and drops the image's command.
     assert_eq!(h.ok(&["run", "--rm", "--entrypoint", "/bin/echo", TAG, "hi"]), "hi");
@@ -581,10 +651,16 @@ fn image_config_drives_the_container() {
     assert!(ps.contains("->8080/tcp") && ps.contains("->5353/udp"), "{ps}");
     assert_eq!(h.inspect("web", "{{.Config.Image}}"), TAG);
     assert_eq!(h.inspect("web", "{{.Image}}"), img.id());
-    assert_eq!(h.inspect("web", "{{.Config.ExposedPorts}}"), "map[5353/udp:map[] 8080/tcp:map[]]");
+    assert_eq!(
+        h.inspect("web", "{{.Config.ExposedPorts}}"),
+        "map[5353/udp:map[] 8080/tcp:map[]]"
+    );
     assert_eq!(h.inspect("web", "{{.Config.User}}"), "app");
     assert_eq!(h.inspect("web", "{{.Config.WorkingDir}}"), "/data");
-    assert_eq!(h.inspect("web", "{{json .Config.Cmd}}"), r#"["httpd","-f","-p","8080","-h","/www"]"#);
+    assert_eq!(
+        h.inspect("web", "{{json .Config.Cmd}}"),
+        r#"["httpd","-f","-p","8080","-h","/www"]"#
+    );
 
     // A recipient linked to it gets the link variables of the image's ports.
     let ip = h.ip_of("web");
@@ -628,7 +704,13 @@ fn image_config_drives_the_container() {
     }
     h.ok(&["stop", "-t", "1", "web"]);
     let o = h.linkrt(&["rmi", short]);
-    assert!(o.stderr.contains(&format!("(must be forced) - image is being used by stopped container {}", &id[..12])), "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "(must be forced) - image is being used by stopped container {}",
+            &id[..12]
+        )),
+        "{o:?}"
+    );
     // Forced: gone from `images`, yet the stopped container starts again (its layers stay).
     let out = h.ok(&["rmi", "-f", TAG]);
     assert_eq!(out, format!("Untagged: {TAG}\nDeleted: {}", img.id()));
@@ -636,7 +718,12 @@ fn image_config_drives_the_container() {
     let o = h.linkrt(&["run", "--rm", TAG, "true"]);
     assert_eq!(o.code, 125);
     h.ok(&["start", "web"]);
-    let port = h.ok(&["port", "web", "8080/tcp"]).rsplit(':').next().unwrap().to_string();
+    let port = h
+        .ok(&["port", "web", "8080/tcp"])
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
     eventually(20, || client.curl(&format!("http://{HOST_IP}:{port}/")));
     h.ok(&["rm", "-f", "web"]);
     // The next change of the store collects what no container uses any more.
@@ -650,30 +737,56 @@ fn unknown_and_builtin_images() {
     let h = Host::new();
     let o = h.linkrt(&["run", "--rm", "nosuch"]);
     assert_eq!(o.code, 125);
-    assert!(o.stderr.contains("Unable to find image 'nosuch:latest' locally"), "{o:?}");
+    assert!(
+        o.stderr.contains("Unable to find image 'nosuch:latest' locally"),
+        "{o:?}"
+    );
     assert!(o.stderr.contains("linkrt has no registry"), "{o:?}");
     let o = h.linkrt(&["rmi", "nosuch"]);
-    assert_eq!((o.code, o.stderr.trim()), (1, "Error response from daemon: No such image: nosuch:latest"));
+    assert_eq!(
+        (o.code, o.stderr.trim()),
+        (1, "Error response from daemon: No such image: nosuch:latest")
+    );
     let o = h.linkrt(&["image", "inspect", "nosuch"]);
     assert_eq!(o.code, 1);
 
     // The built-ins are images like the others: listed, inspected, in use, not removable.
     let ls = h.ok(&["images"]);
-    for name in ["alpine", "redis", "training/webapp", "training/postgres", "jpetazzo/trainingwheels"] {
-        let row = ls.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("{name}: {ls}"));
+    for name in [
+        "alpine",
+        "redis",
+        "training/webapp",
+        "training/postgres",
+        "jpetazzo/trainingwheels",
+    ] {
+        let row = ls
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name}: {ls}"));
         assert!(row.contains(" latest ") && row.contains("N/A"), "{row}");
     }
-    assert_eq!(h.ok(&["image", "inspect", "-f", "{{.Config.ExposedPorts}}", "redis"]), "map[6379/tcp:map[]]");
+    assert_eq!(
+        h.ok(&["image", "inspect", "-f", "{{.Config.ExposedPorts}}", "redis"]),
+        "map[6379/tcp:map[]]"
+    );
     let rid = h.ok(&["image", "inspect", "-f", "{{.Id}}", "redis"]);
     assert_eq!(h.ok(&["inspect", "-f", "{{.Id}}", "redis:latest"]), rid);
     let id = h.ok(&["run", "-d", "--name", "db", "redis"]);
     assert_eq!(h.inspect("db", "{{.Image}}"), rid);
     let o = h.linkrt(&["rmi", "redis"]);
-    assert!(o.stderr.contains(&format!("image is being used by running container {}", &id[..12])), "{o:?}");
+    assert!(
+        o.stderr
+            .contains(&format!("image is being used by running container {}", &id[..12])),
+        "{o:?}"
+    );
     h.ok(&["rm", "-f", "db"]);
     let o = h.linkrt(&["rmi", "-f", "alpine"]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("(cannot be forced) - alpine:latest is built into linkrt"), "{o:?}");
+    assert!(
+        o.stderr
+            .contains("(cannot be forced) - alpine:latest is built into linkrt"),
+        "{o:?}"
+    );
     assert!(h.ok(&["images"]).contains("alpine"));
 }
 
@@ -686,7 +799,17 @@ fn import_a_rootfs_tarball() {
     fs::write(&file, &rootfs).unwrap();
     let id = h.ok(&["import", file.to_str().unwrap(), "linkrt-test/imported:v2"]);
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
-    assert_eq!(h.ok(&["run", "--rm", "linkrt-test/imported:v2", "/bin/busybox", "cat", "/www/index.html"]), "hello from layer one");
+    assert_eq!(
+        h.ok(&[
+            "run",
+            "--rm",
+            "linkrt-test/imported:v2",
+            "/bin/busybox",
+            "cat",
+            "/www/index.html"
+        ]),
+        "hello from layer one"
+    );
     // No command in an imported image: Docker's words.
     let o = h.linkrt(&["run", "--rm", "linkrt-test/imported:v2"]);
     assert_eq!(o.code, 125);
@@ -696,8 +819,16 @@ fn import_a_rootfs_tarball() {
     assert_eq!(o.code, 0, "{o:?}");
     let id2 = o.stdout.trim().to_string();
     let ls = h.ok(&["images"]);
-    assert!(ls.lines().any(|l| l.starts_with("<none>") && l.contains(&hexof(&id2)[..12])), "{ls}");
-    assert!(ls.lines().any(|l| l.starts_with("linkrt-test/imported ") && l.contains("v2")), "{ls}");
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("<none>") && l.contains(&hexof(&id2)[..12])),
+        "{ls}"
+    );
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("linkrt-test/imported ") && l.contains("v2")),
+        "{ls}"
+    );
     // The layer is shared: one diff for both images.
     assert_eq!(fs::read_dir(store_dir(&h).join("diffs")).unwrap().count(), 1);
     h.ok(&["rmi", &id2]);
@@ -710,8 +841,17 @@ fn refused(h: &Host, input: &Path, msg: &str) {
     let o = h.linkrt(&["load", "-i", input.to_str().unwrap()]);
     assert_ne!(o.code, 0, "{} was loaded: {o:?}", input.display());
     assert!(o.stderr.contains(msg), "{}: expected {msg:?} in {o:?}", input.display());
-    assert_eq!(store_contents(h), Vec::<String>::new(), "{} left something", input.display());
-    assert!(!h.ok(&["images"]).contains("linkrt-test/"), "{} left an image", input.display());
+    assert_eq!(
+        store_contents(h),
+        Vec::<String>::new(),
+        "{} left something",
+        input.display()
+    );
+    assert!(
+        !h.ok(&["images"]).contains("linkrt-test/"),
+        "{} left an image",
+        input.display()
+    );
 }
 
 /// A one-layer layout whose layer is `layer` (uncompressed).
@@ -757,8 +897,18 @@ fn hostile_archives_are_refused_and_leave_nothing() {
     let marker = format!("linkrt-escape-{}", rand_suffix(8));
     let outside = TempDir::new("linkrt-outside");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("dotdot", TarBuf::new().file(&format!("../../etc/{marker}"), 0o644, 0, b"x").done(), "'..' component"),
-        ("absolute", TarBuf::new().file(&format!("/etc/{marker}"), 0o644, 0, b"x").done(), "absolute path"),
+        (
+            "dotdot",
+            TarBuf::new()
+                .file(&format!("../../etc/{marker}"), 0o644, 0, b"x")
+                .done(),
+            "'..' component",
+        ),
+        (
+            "absolute",
+            TarBuf::new().file(&format!("/etc/{marker}"), 0o644, 0, b"x").done(),
+            "absolute path",
+        ),
         (
             "symlink-abs",
             TarBuf::new()
@@ -778,10 +928,16 @@ fn hostile_archives_are_refused_and_leave_nothing() {
         ),
         (
             "hardlink-out",
-            TarBuf::new().link("passwd", tar::EntryType::Link, "../../../etc/passwd").done(),
+            TarBuf::new()
+                .link("passwd", tar::EntryType::Link, "../../../etc/passwd")
+                .done(),
             "'..' component",
         ),
-        ("bomb", TarBuf::new().file("ok", 0o644, 0, b"x").bomb("huge", 1 << 50), "tar bomb"),
+        (
+            "bomb",
+            TarBuf::new().file("ok", 0o644, 0, b"x").bomb("huge", 1 << 50),
+            "tar bomb",
+        ),
     ];
     for (name, layer, msg) in cases {
         let d = work.path.join(name);
@@ -789,17 +945,37 @@ fn hostile_archives_are_refused_and_leave_nothing() {
         refused(&h, &d, msg);
     }
     assert!(!Path::new("/etc").join(&marker).exists());
-    assert_eq!(fs::read_dir(&outside.path).unwrap().count(), 0, "nothing written outside");
+    assert_eq!(
+        fs::read_dir(&outside.path).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
 
     // A tar bomb at the archive's level: refused before anything is written.
     let p = work.path.join("bomb.tar");
-    fs::write(&p, TarBuf::new().file("index.json", 0o644, 0, b"{}").bomb("blobs/sha256/x", 1 << 50)).unwrap();
+    fs::write(
+        &p,
+        TarBuf::new()
+            .file("index.json", 0o644, 0, b"{}")
+            .bomb("blobs/sha256/x", 1 << 50),
+    )
+    .unwrap();
     refused(&h, &p, "tar bomb");
 
     // Device nodes are skipped (as rootless tools do), the rest of the layer loads.
     let d = work.path.join("device");
-    one_layer_layout(&d, TarBuf::new().dir("dev/", 0o755, 0).device("dev/mynull").file("ok", 0o644, 0, b"ok").done());
-    assert_eq!(h.ok(&["load", "-i", d.to_str().unwrap()]), "Loaded image: linkrt-test/evil:v1");
+    one_layer_layout(
+        &d,
+        TarBuf::new()
+            .dir("dev/", 0o755, 0)
+            .device("dev/mynull")
+            .file("ok", 0o644, 0, b"ok")
+            .done(),
+    );
+    assert_eq!(
+        h.ok(&["load", "-i", d.to_str().unwrap()]),
+        "Loaded image: linkrt-test/evil:v1"
+    );
     let m = Merged::new(&h, "linkrt-test/evil:v1");
     assert!(m.path().join("ok").is_file());
     assert!(m.path().join("dev").is_dir() && !m.path().join("dev/mynull").exists());

@@ -55,7 +55,11 @@ pub fn ls(cfg: &Config, a: ImagesArgs) -> CmdResult {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    let mut table = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from).to_vec()];
+    let mut table = vec![
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for s in &rows {
         let created = match s.created.as_deref().and_then(linkrt::state::parse_rfc3339) {
             Some(t) if t > 0.0 => format!("{} ago", format::human_duration((now - t).max(0.0))),
@@ -132,7 +136,9 @@ pub fn save(cfg: &Config, a: SaveArgs) -> CmdResult {
             // Written beside the target, then renamed: a failed save leaves no partial file.
             let tmp = p.with_file_name(format!(
                 ".{}.tmp{}",
-                p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 std::process::id()
             ));
             let r = std::fs::File::create(&tmp)
@@ -140,7 +146,9 @@ pub fn save(cfg: &Config, a: SaveArgs) -> CmdResult {
                 .and_then(|f| {
                     let mut w = std::io::BufWriter::new(f);
                     archive::save(cfg, &a.images, &mut w)?;
-                    let f = w.into_inner().map_err(|e| linkrt::Error::io("writing", &tmp, e.into_error()))?;
+                    let f = w
+                        .into_inner()
+                        .map_err(|e| linkrt::Error::io("writing", &tmp, e.into_error()))?;
                     f.sync_all().map_err(|e| linkrt::Error::io("writing", &tmp, e))?;
                     std::fs::rename(&tmp, &p).map_err(|e| linkrt::Error::io("renaming", &tmp, e))
                 });

@@ -175,7 +175,9 @@ fn prescan(f: &mut File, budget: &Budget) -> Result<()> {
     let mut b = budget.clone();
     {
         let mut ar = tar::Archive::new(&mut *f);
-        let entries = ar.entries_with_seek().map_err(|e| bad(format!("not a tar archive: {e}")))?;
+        let entries = ar
+            .entries_with_seek()
+            .map_err(|e| bad(format!("not a tar archive: {e}")))?;
         for e in entries {
             // A corrupt header is reported by the extraction itself, with its context.
             let Ok(e) = e else { break };
@@ -184,7 +186,8 @@ fn prescan(f: &mut File, budget: &Budget) -> Result<()> {
             b.charge(&format!("entry {name:?}"), size)?;
         }
     }
-    f.rewind().map_err(|e| Error::sys(format!("rewinding the archive: {e}")))
+    f.rewind()
+        .map_err(|e| Error::sys(format!("rewinding the archive: {e}")))
 }
 
 /// Extracts an archive's entries as flat files of the stage (names never touch the
@@ -196,9 +199,11 @@ fn extract(r: impl Read, stage: &Stage, budget: &mut Budget) -> Result<Source> {
     let entries = ar.entries().map_err(|e| bad(format!("not a tar archive: {e}")))?;
     for (i, e) in entries.enumerate() {
         let mut e = e.map_err(|e| bad(format!("a truncated or corrupt tar: {e}")))?;
-        let raw = e.path().map_err(|e| bad(e))?.to_string_lossy().into_owned();
+        let raw = e.path().map_err(bad)?.to_string_lossy().into_owned();
         let ty = e.header().entry_type();
-        let Some(rel) = clean_path(Path::new(&raw))? else { continue };
+        let Some(rel) = clean_path(Path::new(&raw))? else {
+            continue;
+        };
         let name = rel.to_string_lossy().into_owned();
         match ty {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -224,7 +229,7 @@ fn extract(r: impl Read, stage: &Stage, budget: &mut Budget) -> Result<Source> {
             tar::EntryType::Symlink | tar::EntryType::Link => {
                 let t = e
                     .link_name()
-                    .map_err(|x| bad(x))?
+                    .map_err(bad)?
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 let target = if ty == tar::EntryType::Symlink {
@@ -237,10 +242,9 @@ fn extract(r: impl Read, stage: &Stage, budget: &mut Budget) -> Result<Source> {
                     for c in Path::new(&t).components() {
                         match c {
                             std::path::Component::Normal(n) => out.push(n.to_string_lossy().into_owned()),
-                            std::path::Component::ParentDir => {
-                                if out.pop().is_none() {
-                                    return Err(bad(format!("{name} links outside the archive ({t:?})")));
-                                }
+                            // The guard pops the parent; above the top, refused.
+                            std::path::Component::ParentDir if out.pop().is_none() => {
+                                return Err(bad(format!("{name} links outside the archive ({t:?})")));
                             }
                             _ => {}
                         }
@@ -295,7 +299,13 @@ impl Loader<'_> {
             return Err(bad(format!("unsupported digest {digest:?} (only sha256)")));
         }
         let stored = store::blob_path(self.cfg, digest);
-        if stored.is_file() && self.db.images.iter().any(|r| r.id == digest || r.manifest == digest || r.layers.iter().any(|l| l.digest == digest)) {
+        if stored.is_file()
+            && self
+                .db
+                .images
+                .iter()
+                .any(|r| r.id == digest || r.manifest == digest || r.layers.iter().any(|l| l.digest == digest))
+        {
             return Ok(stored);
         }
         let staged = self.stage.blob(digest);
@@ -314,9 +324,13 @@ impl Loader<'_> {
             }
         }
         if let Some(want) = size {
-            let got = std::fs::metadata(&staged).map_err(|e| Error::io("reading", &staged, e))?.len();
+            let got = std::fs::metadata(&staged)
+                .map_err(|e| Error::io("reading", &staged, e))?
+                .len();
             if got != want {
-                return Err(bad(format!("blob {digest} has {got} bytes, its descriptor says {want}")));
+                return Err(bad(format!(
+                    "blob {digest} has {got} bytes, its descriptor says {want}"
+                )));
             }
         }
         Ok(staged)
@@ -334,7 +348,9 @@ impl Loader<'_> {
         if let Some(w) = want
             && w != digest
         {
-            return Err(bad(format!("blob {w} does not match its digest (its content hashes to {digest})")));
+            return Err(bad(format!(
+                "blob {w} does not match its digest (its content hashes to {digest})"
+            )));
         }
         Ok(digest)
     }
@@ -354,7 +370,11 @@ impl Loader<'_> {
             }
         }
         let comp = read_magic(blob)?;
-        let tmp = self.stage.dir.join("diffs").join(format!("tmp-{}", rand::random::<u64>()));
+        let tmp = self
+            .stage
+            .dir
+            .join("diffs")
+            .join(format!("tmp-{}", rand::random::<u64>()));
         std::fs::create_dir(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
         std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| Error::io("chmod", &tmp, e))?;
@@ -364,7 +384,9 @@ impl Loader<'_> {
             let dec = comp.reader(&mut outer).map_err(|e| bad(format!("layer: {e}")))?;
             let mut inner = Hashing::new(dec);
             let u = unpack::unpack(&mut inner, &tmp, &mut self.budget)?;
-            let (diff, _) = inner.finish().map_err(|e| bad(format!("layer (corrupt compression?): {e}")))?;
+            let (diff, _) = inner
+                .finish()
+                .map_err(|e| bad(format!("layer (corrupt compression?): {e}")))?;
             (diff, u)
         };
         let (digest, _) = outer.finish().map_err(|e| Error::io("reading", blob, e))?;
@@ -400,7 +422,10 @@ impl Loader<'_> {
         let cdesc = m.config();
         let cdigest = cdesc.digest().to_string();
         let cpath = self.blob(&cdigest, Some(cdesc.size()))?;
-        let cbytes = read_small(File::open(&cpath).map_err(|e| Error::io("opening", &cpath, e))?, "the image config")?;
+        let cbytes = read_small(
+            File::open(&cpath).map_err(|e| Error::io("opening", &cpath, e))?,
+            "the image config",
+        )?;
         let config = ImageConfiguration::from_reader(&cbytes[..]).map_err(|e| bad(format!("config {cdigest}: {e}")))?;
         super::run_config(&config)?;
         let diff_ids = config.rootfs().diff_ids();
@@ -495,7 +520,9 @@ fn norm_tag(t: &str) -> Result<String> {
 }
 
 fn oci_tags(d: &Descriptor) -> Result<Vec<String>> {
-    let Some(a) = d.annotations() else { return Ok(Vec::new()) };
+    let Some(a) = d.annotations() else {
+        return Ok(Vec::new());
+    };
     if let Some(n) = a.get(CONTAINERD_NAME) {
         return Ok(vec![norm_tag(n)?]);
     }
@@ -551,7 +578,10 @@ fn load_legacy(l: &mut Loader, entries: &[LegacyEntry]) -> Result<Vec<Record>> {
             .src
             .path(&e.config)?
             .ok_or_else(|| bad(format!("{} is missing (a truncated archive?)", e.config)))?;
-        let cbytes = read_small(File::open(&cpath).map_err(|x| Error::io("opening", &cpath, x))?, &e.config)?;
+        let cbytes = read_small(
+            File::open(&cpath).map_err(|x| Error::io("opening", &cpath, x))?,
+            &e.config,
+        )?;
         let id = store::sha256_hex(&cbytes);
         // `<hex>.json` (legacy) or `blobs/sha256/<hex>` names the config's digest.
         let named = e.config.rsplit('/').next().unwrap_or("").trim_end_matches(".json");
@@ -584,7 +614,9 @@ fn load_legacy(l: &mut Loader, entries: &[LegacyEntry]) -> Result<Vec<Record>> {
             if let Some(h) = name.strip_prefix("blobs/sha256/")
                 && h != hex(&digest)
             {
-                return Err(bad(format!("blob {name} does not match its digest (its content hashes to {digest})")));
+                return Err(bad(format!(
+                    "blob {name} does not match its digest (its content hashes to {digest})"
+                )));
             }
             let staged = l.stage.blob(&digest);
             if !staged.exists() && !store::blob_path(l.cfg, &digest).exists() {
@@ -656,12 +688,12 @@ fn open_source(input: &Input, stage: &Stage, budget: &mut Budget) -> Result<Sour
             if comp == Compression::None {
                 prescan(&mut f, budget)?;
             }
-            let r = comp.reader(std::io::BufReader::new(f)).map_err(|e| bad(e))?;
+            let r = comp.reader(std::io::BufReader::new(f)).map_err(bad)?;
             extract(r, stage, budget)
         }
         Input::Stdin => {
             let (comp, r) = peek(std::io::stdin().lock())?;
-            let r = comp.reader(r).map_err(|e| bad(e))?;
+            let r = comp.reader(r).map_err(bad)?;
             extract(r, stage, budget)
         }
     }
@@ -728,7 +760,9 @@ pub fn load(cfg: &Config, input: &Input) -> Result<Vec<String>> {
 /// `linkrt import`: a root filesystem tarball (plain, gzip or zstd) as a one-layer image.
 /// Returns the new image's ID.
 pub fn import(cfg: &Config, input: &Input, reference: Option<&str>) -> Result<String> {
-    let tag = reference.map(|r| Reference::parse(r).map(|r| r.to_string())).transpose()?;
+    let tag = reference
+        .map(|r| Reference::parse(r).map(|r| r.to_string()))
+        .transpose()?;
     let (stage, budget) = new_stage(cfg)?;
     let raw = stage.dir.join("in").join("rootfs");
     let src = Source::Tar {
@@ -739,7 +773,10 @@ pub fn import(cfg: &Config, input: &Input, reference: Option<&str>) -> Result<St
     let what = match input {
         Input::Path(p) => {
             if p.is_dir() {
-                return Err(Error::user(format!("{}: a directory; import takes a tarball", p.display())));
+                return Err(Error::user(format!(
+                    "{}: a directory; import takes a tarball",
+                    p.display()
+                )));
             }
             l.copy_verified(p, &raw, None)?;
             p.display().to_string()
@@ -836,7 +873,8 @@ pub fn save(cfg: &Config, names: &[String], out: impl Write) -> Result<()> {
             h.set_size(len);
             h.set_mode(0o644);
             h.set_entry_type(tar::EntryType::Regular);
-            b.append_data(&mut h, format!("blobs/sha256/{}", hex(&d)), &mut f).map_err(io)?;
+            b.append_data(&mut h, format!("blobs/sha256/{}", hex(&d)), &mut f)
+                .map_err(io)?;
         }
         let msize = std::fs::metadata(store::blob_path(cfg, &rec.manifest))
             .map_err(|e| Error::io("reading", store::blob_path(cfg, &rec.manifest), e))?
@@ -858,7 +896,11 @@ pub fn save(cfg: &Config, names: &[String], out: impl Write) -> Result<()> {
         manifest_json.push(LegacyEntry {
             config: format!("blobs/sha256/{}", hex(&rec.id)),
             repo_tags: Some(tags.clone()),
-            layers: rec.layers.iter().map(|l| format!("blobs/sha256/{}", hex(&l.digest))).collect(),
+            layers: rec
+                .layers
+                .iter()
+                .map(|l| format!("blobs/sha256/{}", hex(&l.digest)))
+                .collect(),
         });
     }
     let idx = serde_json::json!({
@@ -869,7 +911,10 @@ pub fn save(cfg: &Config, names: &[String], out: impl Write) -> Result<()> {
     let files: [(&str, Vec<u8>); 3] = [
         ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
         ("index.json", serde_json::to_vec(&idx).expect("serializable")),
-        ("manifest.json", serde_json::to_vec(&manifest_json).expect("serializable")),
+        (
+            "manifest.json",
+            serde_json::to_vec(&manifest_json).expect("serializable"),
+        ),
     ];
     for (name, data) in files {
         let mut h = tar::Header::new_gnu();
@@ -902,10 +947,9 @@ mod tests {
 
     #[test]
     fn legacy_manifest_parses() {
-        let m: Vec<LegacyEntry> = serde_json::from_str(
-            r#"[{"Config":"abc.json","RepoTags":["busybox:latest"],"Layers":["x/layer.tar"]}]"#,
-        )
-        .unwrap();
+        let m: Vec<LegacyEntry> =
+            serde_json::from_str(r#"[{"Config":"abc.json","RepoTags":["busybox:latest"],"Layers":["x/layer.tar"]}]"#)
+                .unwrap();
         assert_eq!(m[0].repo_tags.as_ref().unwrap()[0], "busybox:latest");
         assert_eq!(norm_tag("docker.io/library/busybox:latest").unwrap(), "busybox:latest");
     }

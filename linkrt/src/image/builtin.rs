@@ -26,7 +26,10 @@ const FILES: &[(&str, &str)] = &[
         "trainingwheels.py",
         include_str!("../../../images/files/trainingwheels.py"),
     ),
-    ("postgres-stub.py", include_str!("../../../images/files/postgres-stub.py")),
+    (
+        "postgres-stub.py",
+        include_str!("../../../images/files/postgres-stub.py"),
+    ),
 ];
 
 #[derive(Clone, Debug, Deserialize)]

@@ -44,7 +44,7 @@ pub struct RunConfig {
 #[derive(Clone, Debug)]
 pub enum Root {
     /// A built-in definition: a generated layer over the host's `/usr`.
-    Builtin(Image),
+    Builtin(Box<Image>),
     /// Unpacked layers of the store, bottom first.
     Layers(Vec<PathBuf>),
 }
@@ -128,7 +128,7 @@ fn builtin_resolved(img: Image) -> Resolved {
             user: String::new(),
             exposed: img.exposed().unwrap_or_default(),
         },
-        root: Root::Builtin(img),
+        root: Root::Builtin(Box::new(img)),
         record: None,
         config_json,
     }
@@ -144,11 +144,18 @@ pub fn run_config(c: &ImageConfiguration) -> Result<RunConfig> {
     };
     let mut exposed = Vec::new();
     for p in cc.exposed_ports().iter().flatten() {
-        exposed.extend(ports::parse_expose(p).map_err(|e| Error::user(format!("invalid image config: ExposedPorts {p:?}: {e}")))?);
+        exposed.extend(
+            ports::parse_expose(p)
+                .map_err(|e| Error::user(format!("invalid image config: ExposedPorts {p:?}: {e}")))?,
+        );
     }
     exposed.sort();
     exposed.dedup();
-    let workdir = cc.working_dir().clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+    let workdir = cc
+        .working_dir()
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
     Ok(RunConfig {
         env: cc.env().clone().unwrap_or_default(),
         entrypoint: cc.entrypoint().clone().unwrap_or_default(),
@@ -316,7 +323,12 @@ pub fn list(cfg: &Config) -> Result<Vec<Summary>> {
             });
         }
     }
-    let created = |s: &Summary| s.created.as_deref().and_then(crate::state::parse_rfc3339).unwrap_or(0.0);
+    let created = |s: &Summary| {
+        s.created
+            .as_deref()
+            .and_then(crate::state::parse_rfc3339)
+            .unwrap_or(0.0)
+    };
     rows.sort_by(|a, b| {
         created(b)
             .total_cmp(&created(a))

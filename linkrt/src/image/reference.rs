@@ -59,7 +59,8 @@ pub fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 fn valid_digest(d: &str) -> bool {
@@ -69,7 +70,12 @@ fn valid_digest(d: &str) -> bool {
 
 /// Docker Hub's prefixes, dropped from the familiar name.
 fn familiar(name: &str) -> &str {
-    for p in ["docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"] {
+    for p in [
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ] {
         if let Some(rest) = name.strip_prefix(p) {
             return rest;
         }
@@ -117,10 +123,7 @@ impl Reference {
             }
         }
         if comps.iter().any(|c| c.bytes().any(|b| b.is_ascii_uppercase())) {
-            return Err(invalid(
-                s,
-                &format!("repository name ({name}) must be lowercase"),
-            ));
+            return Err(invalid(s, &format!("repository name ({name}) must be lowercase")));
         }
         if !comps.iter().all(|c| valid_component(c)) {
             return Err(invalid(s, ""));
@@ -136,8 +139,7 @@ impl Reference {
     /// The full name Docker writes in an archive's `io.containerd.image.name`.
     pub fn full_name(&self) -> String {
         let first = self.repo.split('/').next().unwrap_or("");
-        let has_registry =
-            self.repo.contains('/') && (first.contains(['.', ':']) || first == "localhost");
+        let has_registry = self.repo.contains('/') && (first.contains(['.', ':']) || first == "localhost");
         if has_registry {
             format!("{}:{}", self.repo, self.tag)
         } else if self.repo.contains('/') {
@@ -168,10 +170,25 @@ mod tests {
         let r = Reference::parse("localhost:5000/a/b-c:v1.0_x").unwrap();
         assert_eq!(r.repo, "localhost:5000/a/b-c");
         assert_eq!(r.full_name(), "localhost:5000/a/b-c:v1.0_x");
-        assert_eq!(Reference::parse("training/webapp").unwrap().full_name(), "docker.io/training/webapp:latest");
+        assert_eq!(
+            Reference::parse("training/webapp").unwrap().full_name(),
+            "docker.io/training/webapp:latest"
+        );
         let d = format!("x@sha256:{}", "a".repeat(64));
         assert!(Reference::parse(&d).unwrap().digest.is_some());
-        for bad in ["", "Redis", "a:", "a::b", "-a", "a/-b", "a//b", "a:b/c", "a@sha256:12", "a b", "a..b"] {
+        for bad in [
+            "",
+            "Redis",
+            "a:",
+            "a::b",
+            "-a",
+            "a/-b",
+            "a//b",
+            "a:b/c",
+            "a@sha256:12",
+            "a b",
+            "a..b",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} must be refused");
         }
         assert!(

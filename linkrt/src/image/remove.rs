@@ -31,8 +31,7 @@ pub fn remove(cfg: &Config, lock: &Lock, name: &str, force: bool) -> Result<Vec<
         .containers
         .iter()
         .filter(|c| {
-            c.spec.image_id == img.id
-                || (c.spec.image_id.is_empty() && img.tags.contains(&familiar(&c.spec.image)))
+            c.spec.image_id == img.id || (c.spec.image_id.is_empty() && img.tags.contains(&familiar(&c.spec.image)))
         })
         .collect();
     let running = users.iter().find(|c| c.state.status == Status::Running);
@@ -49,12 +48,18 @@ pub fn remove(cfg: &Config, lock: &Lock, name: &str, force: bool) -> Result<Vec<
 
     if let Some(b) = img.builtin() {
         if let Some(c) = running {
-            return Err(conflict(true, format!("image is being used by running container {}", c.short_id())));
+            return Err(conflict(
+                true,
+                format!("image is being used by running container {}", c.short_id()),
+            ));
         }
         if let Some(c) = stopped
             && !force
         {
-            return Err(conflict(false, format!("image is being used by stopped container {}", c.short_id())));
+            return Err(conflict(
+                false,
+                format!("image is being used by stopped container {}", c.short_id()),
+            ));
         }
         return Err(conflict(
             true,
@@ -98,12 +103,18 @@ pub fn remove(cfg: &Config, lock: &Lock, name: &str, force: bool) -> Result<Vec<
             return Err(conflict(false, "image is referenced in multiple repositories".into()));
         }
         if let Some(c) = running {
-            return Err(conflict(true, format!("image is being used by running container {}", c.short_id())));
+            return Err(conflict(
+                true,
+                format!("image is being used by running container {}", c.short_id()),
+            ));
         }
         if let Some(c) = stopped
             && !force
         {
-            return Err(conflict(false, format!("image is being used by stopped container {}", c.short_id())));
+            return Err(conflict(
+                false,
+                format!("image is being used by stopped container {}", c.short_id()),
+            ));
         }
         for t in std::mem::take(&mut rec.tags) {
             out.push(format!("Untagged: {t}"));

@@ -136,13 +136,16 @@ impl Db {
     pub fn save(&mut self, cfg: &Config, _lock: &Lock) -> Result<()> {
         self.kind = DB_KIND.into();
         state::create_private_dir(&dir(cfg))?;
-        let data = serde_json::to_vec_pretty(self).map_err(|e| Error::sys(format!("serializing the image store: {e}")))?;
+        let data =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::sys(format!("serializing the image store: {e}")))?;
         state::write_atomic(&db_path(cfg), &data)
     }
 
     /// The visible image holding `tag` (`repo:tag`).
     pub fn by_tag(&self, tag: &str) -> Option<&Record> {
-        self.images.iter().find(|r| !r.hidden && r.tags.iter().any(|t| t == tag))
+        self.images
+            .iter()
+            .find(|r| !r.hidden && r.tags.iter().any(|t| t == tag))
     }
 
     /// Images whose ID is `id` or starts with the hex prefix `id` (hidden ones included).

@@ -186,7 +186,11 @@ impl Layer<'_> {
 
     /// Opens `rel` (a directory) beneath the layer.
     fn open_dir(&self, rel: &Path, flags: OFlag) -> std::result::Result<OwnedFd, Errno> {
-        let p = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+        let p = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
         let how = OpenHow::new()
             .flags(flags | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
@@ -201,7 +205,9 @@ impl Layer<'_> {
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(self.err("opening", parent, e)),
         }
-        let mut cur = self.open_dir(Path::new(""), OFlag::O_PATH).map_err(|e| self.err("opening", parent, e))?;
+        let mut cur = self
+            .open_dir(Path::new(""), OFlag::O_PATH)
+            .map_err(|e| self.err("opening", parent, e))?;
         let mut prefix = PathBuf::new();
         for c in parent.components() {
             prefix.push(c);
@@ -212,7 +218,9 @@ impl Layer<'_> {
                         Ok(()) | Err(Errno::EEXIST) => {}
                         Err(e) => return Err(self.err("creating", &prefix, e)),
                     }
-                    cur = self.open_dir(&prefix, OFlag::O_PATH).map_err(|e| self.err("opening", &prefix, e))?;
+                    cur = self
+                        .open_dir(&prefix, OFlag::O_PATH)
+                        .map_err(|e| self.err("opening", &prefix, e))?;
                 }
                 Err(e) => return Err(self.err("opening", &prefix, e)),
             }
@@ -273,7 +281,9 @@ impl Layer<'_> {
 
     fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<()> {
         use tar::EntryType as T;
-        let raw = e.path().map_err(|x| Error::user(format!("refusing the archive: an entry's name: {x}")))?;
+        let raw = e
+            .path()
+            .map_err(|x| Error::user(format!("refusing the archive: an entry's name: {x}")))?;
         let Some(rel) = clean_path(&raw)? else {
             return Ok(());
         };
@@ -283,7 +293,10 @@ impl Layer<'_> {
         }
         // The file's real size (PAX and sparse entries included).
         let size = e.size();
-        self.budget.charge(&format!("entry {:?}", rel.display().to_string()), if kind.is_file() { size } else { 0 })?;
+        self.budget.charge(
+            &format!("entry {:?}", rel.display().to_string()),
+            if kind.is_file() { size } else { 0 },
+        )?;
         let h = e.header();
         let mode = h.mode().unwrap_or(0o644) & 0o7777;
         let (uid, gid) = (h.uid().unwrap_or(0), h.gid().unwrap_or(0));
@@ -350,13 +363,18 @@ impl Layer<'_> {
                     )));
                 }
                 self.out.size += n;
-                nix::unistd::fchown(f.as_raw_fd(), Some(Uid::from_raw(uid as u32)), Some(Gid::from_raw(gid as u32)))
-                    .map_err(|x| self.err("chown", &rel, x))?;
+                nix::unistd::fchown(
+                    f.as_raw_fd(),
+                    Some(Uid::from_raw(uid as u32)),
+                    Some(Gid::from_raw(gid as u32)),
+                )
+                .map_err(|x| self.err("chown", &rel, x))?;
                 // After chown, which clears set-user-ID bits.
                 nix::sys::stat::fchmod(f.as_raw_fd(), Mode::from_bits_truncate(mode))
                     .map_err(|x| self.err("chmod", &rel, x))?;
                 let t = nix::sys::time::TimeSpec::new(mtime as i64, 0);
-                nix::sys::stat::futimens(f.as_raw_fd(), &t, &t).map_err(|x| self.err("setting the times of", &rel, x))?;
+                nix::sys::stat::futimens(f.as_raw_fd(), &t, &t)
+                    .map_err(|x| self.err("setting the times of", &rel, x))?;
             }
             T::Symlink => {
                 let target = e
@@ -377,7 +395,10 @@ impl Layer<'_> {
                     .ok_or_else(|| Error::user(format!("invalid layer: hard link {} has no target", self.shown(&rel))))?
                     .into_owned();
                 let Some(trel) = clean_path(&target)? else {
-                    return Err(Error::user(format!("invalid layer: hard link {} to the layer's root", self.shown(&rel))));
+                    return Err(Error::user(format!(
+                        "invalid layer: hard link {} to the layer's root",
+                        self.shown(&rel)
+                    )));
                 };
                 let tdir = self.parent_existing(&trel)?;
                 let tname = trel.file_name().expect("a cleaned path has a file name");
@@ -400,8 +421,14 @@ impl Layer<'_> {
             }
             T::Fifo => {
                 self.clear(&dir, &name, &rel, false)?;
-                mknodat(Some(dir.as_raw_fd()), name.as_os_str(), SFlag::S_IFIFO, Mode::from_bits_truncate(mode), 0)
-                    .map_err(|x| self.err("creating", &rel, x))?;
+                mknodat(
+                    Some(dir.as_raw_fd()),
+                    name.as_os_str(),
+                    SFlag::S_IFIFO,
+                    Mode::from_bits_truncate(mode),
+                    0,
+                )
+                .map_err(|x| self.err("creating", &rel, x))?;
                 self.chown_at(&dir, &name, &rel, uid, gid)?;
             }
             _ => {}
@@ -456,8 +483,12 @@ fn set_opaque(fd: &OwnedFd) -> std::result::Result<(), Errno> {
 
 /// Unpacks the tar stream `r` into the (existing, empty) directory `dir`.
 pub fn unpack(r: impl Read, dir: &Path, budget: &mut Budget) -> Result<Unpacked> {
-    let fd = nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Error::io("opening", dir, e.into()))?;
+    let fd = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("opening", dir, e.into()))?;
     let mut l = Layer {
         root: own(fd),
         dir,
@@ -495,6 +526,122 @@ mod tests {
         assert!(clean_path(Path::new("../../etc/x")).is_err());
         assert!(clean_path(Path::new("a/../../x")).is_err());
         assert!(clean_path(Path::new("/etc/x")).is_err());
+    }
+
+    fn tar(entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, ty, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*ty);
+            h.set_mode(if *ty == tar::EntryType::Directory { 0o755 } else { 0o644 });
+            h.set_size(data.len() as u64);
+            let raw = &mut h.as_old_mut().name;
+            raw[..name.len()].copy_from_slice(name.as_bytes());
+            if !link.is_empty() {
+                h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            }
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn tmp() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "linkrt-unpack-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Needs root (chown, mknod, trusted xattrs), as `cargo xtask test` runs it.
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        use std::os::unix::fs::FileTypeExt;
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root: run it with `cargo xtask test`"
+        );
+        let d = tmp();
+        let t = tar(&[
+            ("a/", tar::EntryType::Directory, b"", ""),
+            ("a/.wh.gone", tar::EntryType::Regular, b"", ""),
+            ("a/.wh..wh..opq", tar::EntryType::Regular, b"", ""),
+            ("a/new", tar::EntryType::Regular, b"new", ""),
+            ("a/dup", tar::EntryType::Regular, b"first", ""),
+            ("a/dup", tar::EntryType::Regular, b"second", ""),
+            ("a/hl", tar::EntryType::Link, b"", "a/new"),
+            ("dev/null", tar::EntryType::Char, b"", ""),
+            ("deep/er/file", tar::EntryType::Regular, b"x", ""),
+        ]);
+        let u = unpack(&t[..], &d, &mut Budget::fixed(1 << 30, &d)).unwrap();
+        assert_eq!(u.skipped_devices, 1);
+        assert_eq!(u.size, 3 + 5 + 6 + 1);
+        let gone = std::fs::symlink_metadata(d.join("a/gone")).unwrap();
+        assert!(gone.file_type().is_char_device());
+        assert_eq!(std::os::unix::fs::MetadataExt::rdev(&gone), 0);
+        let mut v = [0u8; 4];
+        let path = std::ffi::CString::new(d.join("a").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: valid C strings and buffer.
+        let n = unsafe {
+            libc::getxattr(
+                path.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                v.as_mut_ptr().cast(),
+                4,
+            )
+        };
+        assert_eq!(&v[..n as usize], b"y");
+        assert_eq!(std::fs::read(d.join("a/dup")).unwrap(), b"second");
+        assert_eq!(std::fs::read(d.join("a/hl")).unwrap(), b"new");
+        assert!(!d.join("dev/null").exists());
+        assert!(!d.join("a/.wh.gone").exists() && !d.join("a/.wh..wh..opq").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root: run it with `cargo xtask test`"
+        );
+        let outside = tmp();
+        let o = outside.display().to_string();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (tar(&[("../x", tar::EntryType::Regular, b"x", "")]), "'..' component"),
+            (tar(&[("/x", tar::EntryType::Regular, b"x", "")]), "absolute path"),
+            (
+                tar(&[
+                    ("l", tar::EntryType::Symlink, b"", &o),
+                    ("l/x", tar::EntryType::Regular, b"x", ""),
+                ]),
+                "leads outside the layer",
+            ),
+            (
+                tar(&[
+                    ("l", tar::EntryType::Symlink, b"", "../../../../../../.."),
+                    ("l/x", tar::EntryType::Regular, b"x", ""),
+                ]),
+                "leads outside the layer",
+            ),
+            (
+                tar(&[("h", tar::EntryType::Link, b"", "../../etc/passwd")]),
+                "'..' component",
+            ),
+            (tar(&[("h", tar::EntryType::Link, b"", "nothere")]), "not in the layer"),
+        ];
+        for (t, msg) in cases {
+            let d = tmp();
+            let e = unpack(&t[..], &d, &mut Budget::fixed(1 << 30, &d))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(msg), "{msg}: {e}");
+            std::fs::remove_dir_all(&d).unwrap();
+        }
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        std::fs::remove_dir_all(&outside).unwrap();
     }
 
     #[test]

@@ -7,8 +7,7 @@ use rand::RngCore;
 use super::env::{parse_env_file, parse_env_opt};
 use crate::{
     error::{Error, Result},
-    image,
-    links, names, oci,
+    image, links, names, oci,
     ports::{self, PortKey},
     state::{self, Container, Link, Lock, LogOpts, Snapshot, Spec, State, Status, Store},
 };

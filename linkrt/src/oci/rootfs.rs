@@ -441,7 +441,12 @@ pub fn prepare(cfg: &Config, id: &str, img: &Resolved, user_rootfs: Option<&Path
             for f in files {
                 match (&f.source, &f.symlink) {
                     (Some(s), _) => {
-                        root.create_file(&f.path, image::builtin::file_content(s).unwrap_or("").as_bytes(), 0o755, true)?;
+                        root.create_file(
+                            &f.path,
+                            image::builtin::file_content(s).unwrap_or("").as_bytes(),
+                            0o755,
+                            true,
+                        )?;
                     }
                     (None, Some(t)) => {
                         root.symlink(&f.path, t)?;
