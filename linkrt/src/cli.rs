@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "linkrt",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("LINKRT_GIT_COMMIT"), ")"),
     about = "Docker's legacy links and port publishing, with an eBPF datapath"
 )]
 pub struct Cli {
@@ -68,6 +68,16 @@ pub enum Command {
     Monitor(MonitorArgs),
     /// Show or change this instance's settings (Docker's daemon flags), e.g. --icc
     Config(ConfigArgs),
+    /// Display system-wide information: kernel features, attach mode, network, runtimes
+    Info(InfoArgs),
+    /// Generate the autocompletion script for the specified shell
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (linkrt.1 and one per command) into DIR (used by `cargo xtask install`)
+    #[command(name = "__manpages", hide = true)]
+    Manpages { dir: PathBuf },
     #[command(name = "__supervise", hide = true)]
     Supervise { id: String },
 }
@@ -283,6 +293,13 @@ pub struct MonitorArgs {
     /// Exit after this many seconds
     #[arg(long)]
     pub timeout: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Format output using a Go template (fields as in `docker info`: {{.KernelVersion}}, {{.Features.TCX}}...)
+    #[arg(short, long)]
+    pub format: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -34,6 +34,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A netlink request failed: what was done (`op`), to which interface or netns
+    /// (`target`), and the kernel's answer (the errno is `source.raw_os_error()`).
+    #[error("{op} {target}: {source}")]
+    Netlink {
+        op: &'static str,
+        target: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("{0}")]
     Sys(String),
     /// A state file that cannot be trusted (truncated, torn, edited).
@@ -58,6 +67,14 @@ impl Error {
         Error::Io {
             op,
             path: path.into(),
+            source,
+        }
+    }
+
+    pub fn netlink(op: &'static str, target: impl Into<String>, source: io::Error) -> Self {
+        Error::Netlink {
+            op,
+            target: target.into(),
             source,
         }
     }

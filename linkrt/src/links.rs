@@ -22,6 +22,10 @@ pub fn parse_link(raw: &str) -> Result<(String, String)> {
     if name.is_empty() || alias.is_empty() {
         return Err(bad());
     }
+    // The alias is written into the recipient's /etc/hosts: no whitespace or control byte.
+    if alias.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
     Ok((name.to_string(), alias.to_string()))
 }
 
@@ -230,6 +234,7 @@ mod tests {
 
     #[test]
     fn link_specs() {
+        assert!(parse_link("db:al\nias").is_err() && parse_link("db:a b").is_err() && parse_link("db:a\tb").is_err());
         assert_eq!(parse_link("db").unwrap(), ("db".into(), "db".into()));
         assert_eq!(
             parse_link("datastore:redis").unwrap(),

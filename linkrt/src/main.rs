@@ -41,6 +41,8 @@ fn main() -> ExitCode {
             | Command::Image {
                 cmd: cli::ImageCmd::Ls(_) | cli::ImageCmd::Inspect(_)
             }
+            | Command::Completion { .. }
+            | Command::Manpages { .. }
     );
     if needs_root && !nix::unistd::geteuid().is_root() {
         eprintln!("linkrt: {}", linkrt::Error::NotRoot);

@@ -220,8 +220,9 @@ pub fn parse_publish(raw: &str) -> Result<Vec<PortBinding>> {
     if container.is_empty() {
         return Err(Error::user(format!("No port specified: {raw}<empty>")));
     }
-    let (cstart, cend) =
-        parse_range(container).ok_or_else(|| Error::user(format!("Invalid containerPort: {container}")))?;
+    let (cstart, cend) = parse_range(container)
+        .filter(|(s, _)| *s > 0)
+        .ok_or_else(|| Error::user(format!("Invalid containerPort: {container}")))?;
     let (hstart, hend) = if host.is_empty() {
         (0, 0)
     } else {
@@ -264,7 +265,7 @@ pub fn parse_expose(raw: &str) -> Result<Vec<PortKey>> {
         return Err(Error::user(format!("invalid port format for --expose: {raw}")));
     }
     let (proto, port) = split_proto(raw);
-    let (s, e) = parse_range(port).ok_or_else(|| {
+    let (s, e) = parse_range(port).filter(|(s, _)| *s > 0).ok_or_else(|| {
         Error::user(format!(
             "invalid range format for --expose: {raw}, error: Invalid range specified for the Port: {port}"
         ))
@@ -378,6 +379,8 @@ mod tests {
     #[test]
     fn docker_error_texts() {
         assert_eq!(err("abc"), "Invalid containerPort: abc");
+        assert_eq!(err("0"), "Invalid containerPort: 0");
+        assert_eq!(err("8080:0"), "Invalid containerPort: 0");
         assert_eq!(err("70000:80"), "Invalid hostPort: 70000");
         assert_eq!(
             err("1-5:1-3"),

@@ -277,6 +277,8 @@ impl Out {
 pub struct Host {
     pub ns: NetNs,
     pub t: TestConfig,
+    /// A tmpfs mounted on the state directory (a small disk to fill), unmounted on drop.
+    state_mount: Option<PathBuf>,
 }
 
 impl Host {
@@ -287,7 +289,26 @@ impl Host {
         Host {
             ns: NetNs::new("lrt-host"),
             t: TestConfig::new(),
+            state_mount: None,
         }
+    }
+
+    /// A host whose state directory is a tmpfs of `bytes` (to fill it up).
+    pub fn with_small_state_disk(bytes: u64) -> Self {
+        let mut h = Host::new();
+        let root = h.t.cfg.root.clone();
+        fs::create_dir_all(&root).unwrap();
+        let opts = format!("size={bytes},mode=0700");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &root,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", root.display()));
+        h.state_mount = Some(root);
+        h
     }
 
     /// Runs `linkrt ARGS` with extra environment variables.
@@ -300,6 +321,16 @@ impl Host {
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
+    }
+
+    /// Starts `linkrt ARGS` in the background with extra environment variables.
+    pub fn spawn_env(&self, env: &[(&str, &str)], args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn linkrt")
     }
 
     /// Starts `linkrt ARGS` in the background, stdout piped.
@@ -393,16 +424,16 @@ impl Drop for Host {
         let ids = self
             .command(&["ps", "-aq", "--no-trunc"])
             .output()
-            .map(|o| {
-                eprintln!("DBG ps: {:?}", o);
-                String::from_utf8_lossy(&o.stdout).into_owned()
-            })
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         for id in ids.split_whitespace() {
             let _ = self.command(&["rm", "-f", id]).output();
         }
         let overlay = self.t.cfg.run_root.join("overlay");
         let _ = nix::mount::umount2(&overlay, nix::mount::MntFlags::MNT_DETACH);
+        if let Some(m) = &self.state_mount {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
     }
 }
 

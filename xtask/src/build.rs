@@ -41,10 +41,20 @@ pub fn build_ebpf() -> Result<()> {
 
 pub fn build_all(release: bool) -> Result<()> {
     build_ebpf()?;
+    build_userspace(release, &["--workspace", "--all-targets"], "workspace, all targets")
+}
+
+/// Only the `linkrt` binary (what `cargo xtask run` runs): not the tests or the benchmark.
+pub fn build_linkrt() -> Result<()> {
+    build_ebpf()?;
+    build_userspace(false, &["--package", "linkrt", "--bin", "linkrt"], "the linkrt binary")
+}
+
+fn build_userspace(release: bool, what: &[&str], label: &str) -> Result<()> {
     let root = workspace_root();
-    println!("[build] userspace (workspace, all targets) with rustup's cargo");
+    println!("[build] userspace ({label}) with rustup's cargo");
     let mut cmd = Command::new("cargo");
-    cmd.args(["build", "--workspace", "--all-targets"]).current_dir(&root);
+    cmd.arg("build").args(what).current_dir(&root);
     if release {
         cmd.arg("--release");
     }

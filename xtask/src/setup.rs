@@ -43,6 +43,10 @@ pub const TOOLS: &[&str] = &[
     "nftables",
     "socat",
     "fonts-dejavu-core",
+    // The kernel matrix (`cargo xtask test --kernel 6.1`): qemu boots Debian's 6.1 kernel; kmod's
+    // depmod indexes its unpacked modules and its modprobe loads them inside the guest.
+    "qemu-system-x86",
+    "kmod",
 ];
 
 fn is_root() -> bool {
@@ -181,6 +185,8 @@ pub fn setup() -> Result<()> {
         // SAFETY: single-threaded at this point.
         unsafe { std::env::set_var("PATH", format!("{}:{path}", bin.display())) };
     }
+    // Debian's 6.1 kernel for the VM test, unpacked under target/vm (never installed).
+    crate::vm::fetch_kernel(crate::vm::DEFAULT_SERIES)?;
     println!("[setup] ok");
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! One short adapter per verb: arguments → library call → output.
+mod completion;
 mod config;
 mod exec;
 mod image;
+mod info;
 mod inspect;
 mod lifecycle;
 mod logs;
@@ -42,11 +44,18 @@ impl Failure {
 
 pub type CmdResult = Result<i32, Failure>;
 
+/// `linkrt::features::preflight`: a host that cannot run containers is refused (exit 125)
+/// before anything is changed.
+fn preflight(cfg: &Config) -> Result<(), Failure> {
+    linkrt::features::preflight(cfg).map_err(Failure::from)
+}
+
 pub fn dispatch(cmd: Command, cfg: &Config) -> CmdResult {
     match cmd {
-        Command::Run(a) => run::run(cfg, a, true),
-        Command::Create(a) => run::run(cfg, a, false),
-        Command::Start(a) => lifecycle::start(cfg, a),
+        // Commands that start containers check the host first (kernel, TC attach, cgroup2, bpffs).
+        Command::Run(a) => preflight(cfg).and_then(|()| run::run(cfg, a, true)),
+        Command::Create(a) => preflight(cfg).and_then(|()| run::run(cfg, a, false)),
+        Command::Start(a) => preflight(cfg).and_then(|()| lifecycle::start(cfg, a)),
         Command::Stop(a) => lifecycle::stop(cfg, a, false),
         Command::Restart(a) => lifecycle::stop(cfg, a, true),
         Command::Rm(a) => lifecycle::rm(cfg, a),
@@ -64,6 +73,9 @@ pub fn dispatch(cmd: Command, cfg: &Config) -> CmdResult {
         Command::Status => status::status(cfg),
         Command::Monitor(a) => monitor::monitor(cfg, a),
         Command::Config(a) => config::config(cfg, a),
+        Command::Info(a) => info::info(cfg, a),
+        Command::Completion { shell } => completion::completion(shell),
+        Command::Manpages { dir } => completion::manpages(&dir),
         Command::Supervise { id } => Ok(linkrt::process::supervisor::supervise_main(cfg, &id)),
     }
 }

@@ -173,7 +173,14 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
         });
     }
 
-    let id = new_id();
+    // The veth is named after the first 7 characters of the ID, the netns after 12: an ID
+    // whose prefix another container has would share (and tear down) its interfaces.
+    let id = loop {
+        let id = new_id();
+        if !all.iter().any(|c| c.id.get(..7) == id.get(..7)) {
+            break id;
+        }
+    };
     let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
     // Docker's merge: `--entrypoint` replaces the image's entrypoint and drops its command.
     let (mut cmd, args) = match &opts.entrypoint {

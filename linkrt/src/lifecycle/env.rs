@@ -119,6 +119,70 @@ pub fn process_env(c: &Container, all: &[Container], tty: bool) -> Vec<String> {
     env
 }
 
+/// The kernel's limit on a new program's arguments and environment (`ARG_MAX`, a quarter of
+/// the stack limit) and on one string (`MAX_ARG_STRLEN`, 32 pages).
+fn exec_limits() -> (usize, usize) {
+    // SAFETY: sysconf has no preconditions.
+    let arg_max = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
+    let arg_max = if arg_max > 0 { arg_max as usize } else { 2 << 20 };
+    (arg_max, 32 * 4096)
+}
+
+/// Refuses, before anything is made, a process whose command line and environment the kernel
+/// would refuse (E2BIG): the error names the environment and the links that make it large,
+/// where the kernel would only say "argument list too long" about the command.
+pub fn check_exec_size(c: &Container, all: &[Container], args: &[String], env: &[String]) -> Result<()> {
+    let (arg_max, str_max) = exec_limits();
+    // Each string with its NUL, and one pointer per string (plus the terminators).
+    let size: usize = args
+        .iter()
+        .chain(env)
+        .map(|s| s.len() + 1 + std::mem::size_of::<usize>())
+        .sum::<usize>()
+        + 16;
+    let long = args.iter().chain(env).find(|s| s.len() + 1 > str_max);
+    if size <= arg_max && long.is_none() {
+        return Ok(());
+    }
+    let mut why: Vec<String> = c
+        .spec
+        .links
+        .iter()
+        .filter_map(|l| {
+            let src = all.iter().find(|s| s.id == l.source_id)?;
+            let prefix = format!("{}_", l.alias.to_ascii_uppercase().replace('-', "_"));
+            let n = env.iter().filter(|e| e.starts_with(&prefix)).count();
+            (n > 0).then(|| {
+                format!(
+                    "the link to /{} as {} adds {n} for its {} exposed ports",
+                    src.name,
+                    l.alias,
+                    src.spec.exposed.len()
+                )
+            })
+        })
+        .collect();
+    if let Some(s) = long {
+        why.push(format!(
+            "one of them is {} bytes, over the {str_max}-byte limit of a single variable",
+            s.len()
+        ));
+    }
+    Err(Error::Start {
+        code: 126,
+        msg: format!(
+            "the environment is too large to start the command: {} bytes in {} variables, over the kernel's limit of {arg_max} bytes (E2BIG){}",
+            size,
+            env.len(),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", why.join("; "))
+            }
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

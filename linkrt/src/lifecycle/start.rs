@@ -75,6 +75,8 @@ fn check_links(c: &Container, snap: &Snapshot) -> Result<()> {
 /// here is undone.
 pub fn prepare(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Container) -> Result<()> {
     check_links(c, snap)?;
+    let env = super::env::process_env(c, &snap.containers, c.spec.tty);
+    super::env::check_exec_size(c, &snap.containers, &c.spec.cmd, &env)?;
     let r = prepare_inner(store, lock, snap, c);
     if let Err(e) = &r {
         // Undo whatever was made; the start's own error is what the user needs to see.
@@ -154,7 +156,13 @@ pub fn start(store: &Store, lock: Lock, snap: &mut Snapshot, c: &mut Container, 
         return Ok(0);
     }
     policy::apply_env(&store.cfg, &lock)?;
-    prepare(store, &lock, snap, c)?;
+    if let Err(e) = prepare(store, &lock, snap, c) {
+        // Recorded as Docker records a failed start: Created, with the code and the error.
+        if let Error::Start { code, msg } = &e {
+            mark_start_failed(store, &lock, snap, c, *code, msg)?;
+        }
+        return Err(e);
+    }
     let cfg = &store.cfg;
     let l = match launch::spawn_supervisor(cfg, &c.id, attach == Attach::Foreground) {
         Ok(l) => l,

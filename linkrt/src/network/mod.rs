@@ -1,13 +1,12 @@
 //! The host side of container networking: the default bridge `linkrt0`, each container's
 //! network namespace and veth, the host's uplinks and addresses, behind the [`Network`] trait
-//! (a real implementation and an in-memory fake for unit tests), plus the subnet and the names
-//! linkrt gives things.
-mod iproute;
+//! (the rtnetlink implementation in [`netlink`] and an in-memory [`fake`] for unit tests),
+//! plus the subnet and the names linkrt gives things.
+pub mod fake;
+pub mod netlink;
+mod netns;
 
-use std::{
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+use std::{net::Ipv4Addr, path::PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -75,7 +74,7 @@ pub fn netns_name(short_id: &str) -> String {
 }
 
 pub fn netns_path(short_id: &str) -> PathBuf {
-    Path::new("/run/netns").join(netns_name(short_id))
+    netns::path(&netns_name(short_id))
 }
 
 /// Host-side veth name of a container.
@@ -105,7 +104,7 @@ pub trait Network {
     fn create_endpoint(&self, ep: &EndpointSpec) -> Result<()>;
     /// Removes the veth and the netns; pieces that do not exist are not an error.
     fn delete_endpoint(&self, netns: &str, veth: &str) -> Result<()>;
-    /// Whether the named netns exists.
+    /// Whether the named netns exists (a file where no namespace is mounted is not one).
     fn netns_exists(&self, netns: &str) -> Result<bool>;
     /// The IPv4 address of `eth0` in a container's netns (to recover what an unreadable
     /// record held); `None` if the netns or the address does not exist.
@@ -116,9 +115,10 @@ pub trait Network {
     fn local_addrs(&self) -> Result<Vec<Ipv4Addr>>;
 }
 
-/// The host's real networking.
+/// The host's real networking: netlink in the calling thread's netns. One value serves a
+/// whole command (one runtime and one connection, opened on first use).
 pub fn system() -> Box<dyn Network> {
-    Box::new(iproute::IpRoute)
+    Box::new(netlink::Netlink::new())
 }
 
 #[cfg(test)]

@@ -44,10 +44,22 @@ pub const RECORD: &str = "record";
 const RECORD_KIND: &str = "container-v2";
 
 /// Fault injection for tests: when `LINKRT_FAILPOINT` names this point, the process kills
-/// itself with SIGKILL there, as `kill -9` would. The next command must repair the state.
+/// itself with SIGKILL there, as `kill -9` would; `NAME=pause` makes it stop there for
+/// `LINKRT_FAILPOINT_SECS` seconds (default 30) instead, e.g. holding the lock.
 pub fn failpoint(name: &str) {
-    if std::env::var("LINKRT_FAILPOINT").is_ok_and(|f| f == name) {
-        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+    let Ok(f) = std::env::var("LINKRT_FAILPOINT") else {
+        return;
+    };
+    if f == name {
+        if let Err(e) = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL) {
+            log::error!("failpoint {name}: {e}");
+        }
+    } else if f.strip_suffix("=pause") == Some(name) {
+        let secs = std::env::var("LINKRT_FAILPOINT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30);
+        std::thread::sleep(std::time::Duration::from_secs(secs));
     }
 }
 
