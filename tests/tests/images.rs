@@ -476,15 +476,22 @@ fn load_layout_docker_save_and_legacy_tars_like_umoci() {
     assert_eq!(out, format!("Loaded image: {TAG}"));
     assert_eq!(h.ok(&["image", "inspect", "-f", "{{.Id}}", TAG]), img.id());
     let ls = h.ok(&["images"]);
+    // Docker's layout (its tabwriter: cells at least 10 wide, padding 3): TAG is 10 wide
+    // (no tag here is longer than 7), IMAGE ID 15, and every row starts its cells where the
+    // header does.
     let head = ls.lines().next().unwrap();
-    assert!(
-        head.starts_with("REPOSITORY")
-            && head.contains("TAG")
-            && head.contains("IMAGE ID")
-            && head.contains("CREATED")
-            && head.contains("SIZE"),
-        "{ls}"
-    );
+    let at = |h: &str| head.find(h).unwrap_or_else(|| panic!("{h} missing: {ls}"));
+    let offsets = [0, at("   TAG") + 3, at("IMAGE ID"), at("CREATED"), at("SIZE")];
+    assert_eq!(&head[offsets[1]..offsets[3]], "TAG       IMAGE ID       ", "{ls}");
+    assert!(head[..offsets[1]].starts_with("REPOSITORY   "), "{ls}");
+    for l in ls.lines() {
+        for &o in &offsets[1..] {
+            assert!(
+                l.as_bytes()[o - 1] == b' ' && l.as_bytes()[o] != b' ',
+                "a cell not at its column ({o}):\n{ls}"
+            );
+        }
+    }
     let row = ls
         .lines()
         .find(|l| l.starts_with("linkrt-test/bbx"))
@@ -637,9 +644,10 @@ fn image_config_drives_the_container() {
     assert_eq!(h.ok(&["run", "--rm", "--entrypoint", "/bin/echo", TAG, "hi"]), "hi");
     assert_eq!(h.ok(&["run", "--rm", "--entrypoint", "pwd", TAG]), "/data");
 
-    // -P publishes the image's exposed ports; its Cmd serves the web root.
-    let id = h.ok(&["run", "-d", "-P", "--name", "web", TAG]);
+    // -P publishes the image's exposed ports merged with --expose; its Cmd serves the web root.
+    let id = h.ok(&["run", "-d", "-P", "--expose", "7000", "--name", "web", TAG]);
     let ports = h.ok(&["port", "web"]);
+    assert!(ports.lines().any(|l| l.starts_with("7000/tcp -> 0.0.0.0:")), "{ports}");
     let tcp = ports
         .lines()
         .find_map(|l| l.strip_prefix("8080/tcp -> 0.0.0.0:"))
@@ -648,12 +656,15 @@ fn image_config_drives_the_container() {
     let body = eventually(20, || client.curl(&format!("http://{HOST_IP}:{tcp}/")));
     assert_eq!(body, "hello from layer two\n");
     let ps = h.ok(&["ps"]);
-    assert!(ps.contains("->8080/tcp") && ps.contains("->5353/udp"), "{ps}");
+    assert!(
+        ps.contains("->8080/tcp") && ps.contains("->5353/udp") && ps.contains("->7000/tcp"),
+        "{ps}"
+    );
     assert_eq!(h.inspect("web", "{{.Config.Image}}"), TAG);
     assert_eq!(h.inspect("web", "{{.Image}}"), img.id());
     assert_eq!(
         h.inspect("web", "{{.Config.ExposedPorts}}"),
-        "map[5353/udp:map[] 8080/tcp:map[]]"
+        "map[5353/udp:map[] 7000/tcp:map[] 8080/tcp:map[]]"
     );
     assert_eq!(h.inspect("web", "{{.Config.User}}"), "app");
     assert_eq!(h.inspect("web", "{{.Config.WorkingDir}}"), "/data");
@@ -666,7 +677,9 @@ fn image_config_drives_the_container() {
     let ip = h.ip_of("web");
     let env = h.ok(&["run", "--rm", "--link", "web:db", TAG, "env"]);
     for want in [
-        format!("DB_PORT=tcp://{ip}:8080"),
+        // Docker's order: tcp first, then by port, so the --expose'd port is the link's own.
+        format!("DB_PORT=tcp://{ip}:7000"),
+        format!("DB_PORT_7000_TCP=tcp://{ip}:7000"),
         format!("DB_PORT_8080_TCP=tcp://{ip}:8080"),
         format!("DB_PORT_8080_TCP_ADDR={ip}"),
         "DB_PORT_8080_TCP_PORT=8080".to_string(),
@@ -892,6 +905,56 @@ fn hostile_archives_are_refused_and_leave_nothing() {
     let p = work.path.join("truncated.tar");
     fs::write(&p, &good[..good.len() / 2]).unwrap();
     refused(&h, &p, "invalid image archive");
+    // And a truncated gzip-compressed one.
+    let p = work.path.join("truncated.tar.gz");
+    let gz = gzip(&good);
+    fs::write(&p, &gz[..gz.len() / 2]).unwrap();
+    refused(&h, &p, "invalid image archive");
+    // A wrong digest in the legacy form: `<id>.json` whose content is not that ID's.
+    let legacy = legacy_tar(&img, TAG);
+    let mut ar = tar::Archive::new(&legacy[..]);
+    let mut t = TarBuf::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        match e.header().entry_type() {
+            tar::EntryType::Directory => t = t.dir(&name, 0o755, 0),
+            tar::EntryType::Symlink => {
+                let target = e.link_name().unwrap().unwrap().display().to_string();
+                t = t.symlink(&name, &target)
+            }
+            _ if name == format!("{}.json", hexof(&img.id())) => {
+                let mut c: Value = serde_json::from_slice(&data).unwrap();
+                c["config"]["User"] = json!("root");
+                t = t.file(&name, 0o644, 0, &serde_json::to_vec(&c).unwrap())
+            }
+            _ => t = t.file(&name, 0o644, 0, &data),
+        }
+    }
+    let p = work.path.join("legacy-wrong-digest.tar");
+    fs::write(&p, t.done()).unwrap();
+    refused(&h, &p, "does not match its digest");
+
+    // Symlinks in the archive itself (not in a layer) that lead out of it.
+    let manifest_name = format!("blobs/sha256/{}", hexof(&sha(&img.manifest())));
+    for (case, target, msg) in [
+        ("abs", "/etc/passwd", "links to the absolute path"),
+        ("rel", "../../../../../../etc/passwd", "links outside the archive"),
+    ] {
+        let mut t = TarBuf::new();
+        for (n, data) in layout_files(&img, layout_annotations()) {
+            t = if n == manifest_name {
+                t.symlink(&n, target)
+            } else {
+                t.file(&n, 0o644, 0, &data)
+            };
+        }
+        let p = work.path.join(format!("archive-symlink-{case}.tar"));
+        fs::write(&p, t.done()).unwrap();
+        refused(&h, &p, msg);
+    }
 
     // Path traversal, absolute paths and symlink escapes inside a layer.
     let marker = format!("linkrt-escape-{}", rand_suffix(8));
@@ -981,5 +1044,127 @@ fn hostile_archives_are_refused_and_leave_nothing() {
     assert!(m.path().join("dev").is_dir() && !m.path().join("dev/mynull").exists());
     drop(m);
     h.ok(&["rmi", "linkrt-test/evil:v1"]);
+    assert_eq!(store_contents(&h), Vec::<String>::new());
+}
+
+/// A third layer of its own (so that a second image has content the first has not).
+fn layer3() -> Vec<u8> {
+    TarBuf::new()
+        .dir("extra/", 0o755, 0)
+        .file("extra/only-here.txt", 0o644, 0, b"third\n")
+        .done()
+}
+
+#[test]
+fn a_failed_import_is_all_or_nothing_and_a_killed_one_is_collected() {
+    let h = Host::new();
+    let work = TempDir::new("linkrt-img");
+    let img = test_image(false);
+    let layout = work.path.join("layout");
+    write_dir(&layout, &layout_files(&img, layout_annotations()));
+    h.ok(&["load", "-i", layout.to_str().unwrap()]);
+    let before = store_contents(&h);
+    assert!(!before.is_empty());
+
+    // An archive of two images: the first fine (a layer of its own, one shared with the
+    // stored image), the second with a layer that does not unpack to its config's diff ID.
+    let l3 = layer3();
+    let fine = Img {
+        config: config_for(&[&img.layers[0].0, &l3], json!({"Cmd": ["/bin/sh"]})),
+        layers: vec![
+            (img.layers[0].0.clone(), img.layers[0].1.clone(), img.layers[0].2),
+            (l3.clone(), gzip(&l3), "application/vnd.oci.image.layer.v1.tar+gzip"),
+        ],
+    };
+    let l4 = TarBuf::new().file("four", 0o644, 0, b"4").done();
+    let bad = Img {
+        config: config_for(&[b"not the layer".as_slice()], json!({"Cmd": ["/bin/sh"]})),
+        layers: vec![(l4.clone(), l4, "application/vnd.oci.image.layer.v1.tar")],
+    };
+    let mut files = layout_files(&fine, json!({ANN_NAME: "docker.io/linkrt-test/fine:v1"}));
+    let bad_files = layout_files(&bad, json!({ANN_NAME: "docker.io/linkrt-test/bad:v1"}));
+    let mut manifests = Vec::new();
+    for f in [&files, &bad_files] {
+        let idx: Value = serde_json::from_slice(&f.iter().find(|(n, _)| n == "index.json").unwrap().1).unwrap();
+        manifests.push(idx["manifests"][0].clone());
+    }
+    files.retain(|(n, _)| n != "index.json");
+    files.extend(
+        bad_files
+            .into_iter()
+            .filter(|(n, _)| n != "index.json" && n != "oci-layout"),
+    );
+    files.push((
+        "index.json".into(),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": manifests})).unwrap(),
+    ));
+    // The probe: the first image alone loads.
+    let alone = work.path.join("fine");
+    write_dir(
+        &alone,
+        &layout_files(&fine, json!({ANN_NAME: "docker.io/linkrt-test/fine:v1"})),
+    );
+    assert_eq!(
+        h.ok(&["load", "-i", alone.to_str().unwrap()]),
+        "Loaded image: linkrt-test/fine:v1"
+    );
+    h.ok(&["rmi", "linkrt-test/fine:v1"]);
+    assert_eq!(store_contents(&h), before);
+    // Together with the bad one, neither does; the stored image is untouched and still runs.
+    let p = work.path.join("two.tar");
+    fs::write(&p, tar_of(&files)).unwrap();
+    let o = h.linkrt(&["load", "-i", p.to_str().unwrap()]);
+    assert_ne!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("but the image config says"), "{o:?}");
+    assert_eq!(store_contents(&h), before, "a refused archive left something");
+    let ls = h.ok(&["images"]);
+    assert!(
+        !ls.contains("linkrt-test/fine") && !ls.contains("linkrt-test/bad"),
+        "{ls}"
+    );
+    assert_eq!(
+        h.ok(&["run", "--rm", TAG, "cat", "/www/index.html"]),
+        "hello from layer two"
+    );
+
+    // A load killed half way leaves its stage (the probe), which the next change of the
+    // store removes; nothing of it is ever an image.
+    let tarfile = work.path.join("save.tar");
+    let data = docker_save_tar(&fine, "linkrt-test/killed:v1");
+    fs::write(&tarfile, &data).unwrap();
+    let mut child = Command::new(linkrt_bin())
+        .arg("load")
+        .env("LINKRT_ROOT", &h.t.cfg.root)
+        .env("LINKRT_RUN_ROOT", &h.t.cfg.run_root)
+        .env("LINKRT_BPFFS", &h.t.cfg.bpffs)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn linkrt load");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&data[..data.len() / 2]).unwrap();
+    stdin.flush().unwrap();
+    eventually(20, || {
+        store_contents(&h)
+            .iter()
+            .any(|p| {
+                p.starts_with("tmp/")
+                    && fs::read_dir(store_dir(&h).join(p).join("in")).is_ok_and(|mut d| d.next().is_some())
+            })
+            .then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    let left = store_contents(&h);
+    assert!(
+        left.iter().any(|p| p.starts_with("tmp/")),
+        "the killed load left no stage: {left:?}"
+    );
+    assert!(!h.ok(&["images"]).contains("linkrt-test/killed"));
+    h.ok(&["load", "-i", layout.to_str().unwrap()]);
+    assert_eq!(store_contents(&h), before, "the killed load's stage was not collected");
+    h.ok(&["rmi", TAG]);
     assert_eq!(store_contents(&h), Vec::<String>::new());
 }

@@ -292,8 +292,29 @@ impl Stage {
     }
 
     /// Moves the staged blobs and diffs into the store and adds the records. Under the lock;
-    /// what the records reference must exist once done, or nothing is recorded.
+    /// what the records reference must exist once done, or nothing is recorded. On any failure
+    /// what was moved in is taken out again: the store is as it was before the import.
     pub fn commit(&self, cfg: &Config, lock: &Lock, records: Vec<Record>) -> Result<Vec<(String, String)>> {
+        let mut moved_in = Vec::new();
+        let r = self.commit_inner(cfg, lock, records, &mut moved_in);
+        if r.is_err() {
+            for p in moved_in.iter().rev() {
+                if let Err(e) = remove_tree(p) {
+                    // Unreferenced: the next change of the store collects it.
+                    log::warn!("rolling back an import: {e}");
+                }
+            }
+        }
+        r
+    }
+
+    fn commit_inner(
+        &self,
+        cfg: &Config,
+        lock: &Lock,
+        records: Vec<Record>,
+        moved_in: &mut Vec<PathBuf>,
+    ) -> Result<Vec<(String, String)>> {
         let root = dir(cfg);
         for sub in ["blobs/sha256", "diffs"] {
             state::create_private_dir(&root.join(sub))?;
@@ -307,6 +328,7 @@ impl Stage {
                     continue;
                 }
                 std::fs::rename(e.path(), &to).map_err(|x| Error::io("renaming", e.path(), x))?;
+                moved_in.push(to);
             }
         }
         for r in &records {
@@ -386,4 +408,105 @@ pub fn read_small(mut r: impl Read, what: &str) -> Result<Vec<u8>> {
         )));
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(tag: &str) -> Config {
+        let d = std::env::temp_dir().join(format!("linkrt-store-{tag}-{}", std::process::id()));
+        if d.exists() {
+            std::fs::remove_dir_all(&d).unwrap();
+        }
+        Config {
+            root: d.join("lib"),
+            run_root: d.join("run"),
+            bpffs: d.join("bpf"),
+            cgroup: None,
+            cgroup_parent: "linkrt".into(),
+        }
+    }
+
+    fn listing(cfg: &Config) -> Vec<String> {
+        let mut v = Vec::new();
+        for sub in ["blobs/sha256", "diffs", "tmp"] {
+            if let Ok(rd) = std::fs::read_dir(dir(cfg).join(sub)) {
+                v.extend(rd.map(|e| format!("{sub}/{}", e.unwrap().file_name().to_string_lossy())));
+            }
+        }
+        v.sort();
+        v
+    }
+
+    fn staged(stage: &Stage, data: &[u8]) -> String {
+        let d = sha256_hex(data);
+        std::fs::write(stage.blob(&d), data).unwrap();
+        d
+    }
+
+    /// A commit that fails after some blobs were moved in takes them out again, keeps what
+    /// the store already had, and records nothing; a complete one records the image.
+    #[test]
+    fn a_failed_commit_leaves_the_store_as_it_was() {
+        let cfg = cfg("commit");
+        state::create_private_dir(&cfg.root).unwrap();
+        // An image already in the store, sharing its config blob with the new one.
+        let shared = b"{\"shared\":true}".to_vec();
+        let before = {
+            let stage = Stage::new(&cfg).unwrap();
+            let id = staged(&stage, &shared);
+            let m = staged(&stage, b"manifest-1");
+            let lock = Lock::acquire(&cfg).unwrap();
+            let rec = Record {
+                id,
+                manifest: m,
+                layers: Vec::new(),
+                tags: vec!["old:v1".into()],
+                created: None,
+                loaded: String::new(),
+                hidden: false,
+            };
+            stage.commit(&cfg, &lock, vec![rec]).unwrap();
+            drop(stage);
+            listing(&cfg)
+        };
+        assert_eq!(before.len(), 2, "{before:?}");
+
+        let stage = Stage::new(&cfg).unwrap();
+        let id = staged(&stage, &shared);
+        let m = staged(&stage, b"manifest-2");
+        let layer = staged(&stage, b"layer blob");
+        std::fs::create_dir(stage.diff(&layer)).unwrap();
+        let rec = Record {
+            id,
+            manifest: m,
+            layers: vec![Layer {
+                digest: layer.clone(),
+                // Its unpacked tree is not in the stage: the commit must fail after moving.
+                diff_id: sha256_hex(b"another tree"),
+                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+                size: 10,
+                unpacked: 0,
+            }],
+            tags: vec!["new:v1".into()],
+            created: None,
+            loaded: String::new(),
+            hidden: false,
+        };
+        let lock = Lock::acquire(&cfg).unwrap();
+        let e = stage.commit(&cfg, &lock, vec![rec.clone()]).unwrap_err();
+        assert!(e.to_string().contains("vanished"), "{e}");
+        drop(stage);
+        let mut after = listing(&cfg);
+        after.retain(|p| !p.starts_with("tmp/"));
+        assert_eq!(after, before, "the failed commit left something in the store");
+        let db = Db::load(&cfg).unwrap();
+        assert_eq!(db.images.len(), 1);
+        assert!(db.by_tag("new:v1").is_none() && db.by_tag("old:v1").is_some());
+        // The shared config blob, already there, stayed.
+        assert!(blob_path(&cfg, &rec.id).is_file());
+        drop(lock);
+        std::fs::remove_dir_all(cfg.root.parent().unwrap()).unwrap();
+    }
 }
