@@ -52,7 +52,13 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(commands::Failure { code, msg }) => {
             if is_run {
-                eprintln!("linkrt: {msg}");
+                // Docker's CLI says this line itself, unprefixed, before the pull's error.
+                match msg.split_once('\n') {
+                    Some((first, rest)) if first.starts_with("Unable to find image '") => {
+                        eprintln!("{first}\nlinkrt: {rest}")
+                    }
+                    _ => eprintln!("linkrt: {msg}"),
+                }
             } else {
                 eprintln!("Error: {msg}");
             }

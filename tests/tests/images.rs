@@ -644,6 +644,35 @@ fn image_config_drives_the_container() {
     assert_eq!(h.ok(&["run", "--rm", "--entrypoint", "/bin/echo", TAG, "hi"]), "hi");
     assert_eq!(h.ok(&["run", "--rm", "--entrypoint", "pwd", TAG]), "/data");
 
+    // An image with an Entrypoint: the arguments replace its Cmd only; --entrypoint "" clears it.
+    let l1 = layer1();
+    let ep = Img {
+        config: config_for(
+            &[&l1],
+            json!({"Entrypoint": ["/bin/echo", "ep"], "Cmd": ["default"], "Env": ["PATH=/bin"]}),
+        ),
+        layers: vec![(l1.clone(), gzip(&l1), "application/vnd.oci.image.layer.v1.tar+gzip")],
+    };
+    let epdir = work.path.join("ep");
+    write_dir(
+        &epdir,
+        &layout_files(&ep, json!({ANN_NAME: "docker.io/linkrt-test/ep:v1"})),
+    );
+    h.ok(&["load", "-i", epdir.to_str().unwrap()]);
+    assert_eq!(h.ok(&["run", "--rm", "linkrt-test/ep:v1"]), "ep default");
+    assert_eq!(h.ok(&["run", "--rm", "linkrt-test/ep:v1", "x", "y"]), "ep x y");
+    assert_eq!(
+        h.ok(&["run", "--rm", "--entrypoint", "", "linkrt-test/ep:v1", "echo", "z"]),
+        "z"
+    );
+    h.ok(&["create", "--name", "epc", "linkrt-test/ep:v1", "arg"]);
+    assert_eq!(h.inspect("epc", "{{json .Config.Entrypoint}}"), r#"["/bin/echo","ep"]"#);
+    assert_eq!(h.inspect("epc", "{{json .Config.Cmd}}"), r#"["arg"]"#);
+    assert_eq!(h.inspect("epc", "{{json .Args}}"), r#"["ep","arg"]"#);
+    assert_eq!(h.inspect("epc", "{{.Path}}"), "/bin/echo");
+    h.ok(&["rm", "epc"]);
+    h.ok(&["rmi", "linkrt-test/ep:v1"]);
+
     // -P publishes the image's exposed ports merged with --expose; its Cmd serves the web root.
     let id = h.ok(&["run", "-d", "-P", "--expose", "7000", "--name", "web", TAG]);
     let ports = h.ok(&["port", "web"]);
@@ -750,11 +779,23 @@ fn unknown_and_builtin_images() {
     let h = Host::new();
     let o = h.linkrt(&["run", "--rm", "nosuch"]);
     assert_eq!(o.code, 125);
+    // Docker's two lines: the CLI's own, then the (absent) registry's answer, said honestly.
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines[0], "Unable to find image 'nosuch:latest' locally", "{o:?}");
     assert!(
-        o.stderr.contains("Unable to find image 'nosuch:latest' locally"),
+        lines[1].starts_with(
+            "linkrt: Error response from daemon: pull access denied for nosuch, repository does not exist"
+        ) && lines[1].contains("linkrt has no registry"),
         "{o:?}"
     );
-    assert!(o.stderr.contains("linkrt has no registry"), "{o:?}");
+    let o = h.linkrt(&["create", "linkrt-test/nosuch:v9"]);
+    assert_eq!(o.code, 125);
+    assert_eq!(
+        o.stderr.lines().next(),
+        Some("Unable to find image 'linkrt-test/nosuch:v9' locally"),
+        "{o:?}"
+    );
+    assert_eq!(h.ok(&["ps", "-aq"]), "", "nothing created");
     let o = h.linkrt(&["rmi", "nosuch"]);
     assert_eq!(
         (o.code, o.stderr.trim()),

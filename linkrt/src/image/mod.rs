@@ -199,7 +199,7 @@ pub fn familiar(s: &str) -> String {
 pub fn not_found(s: &str) -> Error {
     let repo = Reference::parse(s).map(|r| r.repo).unwrap_or_else(|_| s.to_string());
     Error::user(format!(
-        "Unable to find image '{}' locally\nlinkrt: Error response from daemon: pull access denied for {repo}, repository does not exist: linkrt has no registry to pull from. Load the image from a file (`linkrt load -i FILE`, `linkrt import FILE`); `linkrt images` lists what is here",
+        "Unable to find image '{}' locally\nError response from daemon: pull access denied for {repo}, repository does not exist: linkrt has no registry to pull from. Load the image from a file (`linkrt load -i FILE`, `linkrt import FILE`); `linkrt images` lists what is here",
         familiar(s)
     ))
 }
