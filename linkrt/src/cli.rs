@@ -53,7 +53,15 @@ pub enum Command {
         cmd: ImageCmd,
     },
     /// List images
-    Images,
+    Images(ImagesArgs),
+    /// Load an image from a tar archive or STDIN (docker save, OCI layout)
+    Load(LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
     /// Show the eBPF datapath: attached programs, maps and counters
     Status,
     /// Stream datapath events: drops with their reason, new NAT flows
@@ -119,6 +127,9 @@ pub struct RunArgs {
     /// Working directory inside the container
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long, allow_hyphen_values = true)]
+    pub entrypoint: Option<String>,
     /// Use this directory as the container's root filesystem (copy-on-write)
     #[arg(long)]
     pub rootfs: Option<PathBuf>,
@@ -299,5 +310,74 @@ pub struct InfoArgs {
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
     /// List images
-    Ls,
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    /// Display detailed information on one or more images
+    Inspect(ImageInspectArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Save one or more images to a tar archive
+    Save(SaveArgs),
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(RmiArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Only images of this repository ([REPOSITORY[:TAG]])
+    pub reference: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImageInspectArgs {
+    /// Format output using a Go template
+    #[arg(short, long)]
+    pub format: Option<String>,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Read from tar archive file (or OCI layout directory), instead of STDIN
+    #[arg(short, long)]
+    pub input: Option<PathBuf>,
+    /// Suppress the load output
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// A tarball of a root filesystem (plain, gzip or zstd), or - for STDIN
+    pub file: String,
+    /// REPOSITORY[:TAG]
+    pub reference: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Force removal of the image
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }

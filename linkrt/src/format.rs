@@ -113,16 +113,19 @@ pub fn ps_fields(c: &Container, truncate: bool) -> BTreeMap<&'static str, String
     m
 }
 
-/// Lays out rows like Go's tabwriter with Docker's settings (padding 3, last column unpadded).
+/// Lays out rows like Go's tabwriter with the docker CLI's settings
+/// (`tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`: cells at least 10 wide padding included,
+/// padding 3, last column unpadded).
 pub fn table(rows: &[Vec<String>]) -> String {
     let ncol = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..ncol)
         .map(|i| {
             rows.iter()
                 .filter_map(|r| r.get(i))
-                .map(|s| s.chars().count())
+                .map(|s| s.chars().count() + 3)
                 .max()
                 .unwrap_or(0)
+                .max(10)
         })
         .collect();
     let mut out = String::new();
@@ -131,7 +134,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
         for (i, cell) in r.iter().enumerate() {
             line.push_str(cell);
             if i + 1 < r.len() {
-                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 3));
+                line.push_str(&" ".repeat(widths[i] - cell.chars().count()));
             }
         }
         out.push_str(line.trim_end());
@@ -233,7 +236,8 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
             "StartedAt": c.state.started_at.clone().unwrap_or(zero.clone()),
             "FinishedAt": c.state.finished_at.clone().unwrap_or(zero),
         },
-        "Image": c.spec.image,
+        // Docker's `.Image` is the image's ID; `.Config.Image` the reference as given.
+        "Image": if c.spec.image_id.is_empty() { &c.spec.image } else { &c.spec.image_id },
         "ResolvConfPath": dir.join("resolv.conf"),
         "HostnamePath": dir.join("hostname"),
         "HostsPath": dir.join("hosts"),
@@ -281,7 +285,11 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
             "OpenStdin": c.spec.interactive,
             "ExposedPorts": if exposed.is_empty() { Value::Null } else { Value::Object(exposed) },
             "Env": c.spec.env,
-            "Cmd": c.spec.cmd,
+            "Cmd": c.spec.cmd.get(c.spec.entrypoint_len..).unwrap_or(&[]),
+            "Entrypoint": match c.spec.cmd.get(..c.spec.entrypoint_len) {
+                Some(e) if !e.is_empty() => json!(e),
+                _ => Value::Null,
+            },
             "Image": c.spec.image,
             "WorkingDir": c.spec.workdir,
         },
@@ -459,6 +467,37 @@ pub fn render_template(tmpl: &str, data: &Value) -> Result<String> {
 mod tests {
     use super::*;
 
+    fn row(cells: &[&str]) -> Vec<String> {
+        cells.iter().map(|c| c.to_string()).collect()
+    }
+
+    /// Byte for byte what the docker CLI prints (its tabwriter: minwidth 10, padding 3).
+    #[test]
+    fn tables_as_the_docker_cli_lays_them_out() {
+        let ps = table(&[row(&[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ])]);
+        assert_eq!(
+            ps,
+            "CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES\n"
+        );
+        let images = table(&[
+            row(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]),
+            row(&["redis", "7", "7614ae9453d1", "2 weeks ago", "113MB"]),
+        ]);
+        assert_eq!(
+            images,
+            "REPOSITORY   TAG       IMAGE ID       CREATED       SIZE\n\
+             redis        7         7614ae9453d1   2 weeks ago   113MB\n"
+        );
+    }
+
     #[test]
     fn durations() {
         assert_eq!(human_duration(0.2), "Less than a second");
@@ -504,6 +543,7 @@ mod tests {
             vec!["A".into(), "BB".into(), "C".into()],
             vec!["xyz".into(), "".into(), "last".into()],
         ]);
-        assert_eq!(t, "A     BB   C\nxyz        last\n");
+        // Short columns are 10 wide (the CLI's minwidth), padding included.
+        assert_eq!(t, "A         BB        C\nxyz                 last\n");
     }
 }

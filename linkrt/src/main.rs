@@ -34,9 +34,15 @@ fn main() -> ExitCode {
         cfg.bpffs = b.clone();
     }
     let is_run = matches!(cli.cmd, Command::Run(_) | Command::Create(_) | Command::Start(_));
+    // Listing images reads nothing private when there is no state yet (the built-ins).
     let needs_root = !matches!(
         cli.cmd,
-        Command::Image { .. } | Command::Images | Command::Completion { .. } | Command::Manpages { .. }
+        Command::Images(_)
+            | Command::Image {
+                cmd: cli::ImageCmd::Ls(_) | cli::ImageCmd::Inspect(_)
+            }
+            | Command::Completion { .. }
+            | Command::Manpages { .. }
     );
     if needs_root && !nix::unistd::geteuid().is_root() {
         eprintln!("linkrt: {}", linkrt::Error::NotRoot);
@@ -46,7 +52,13 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(commands::Failure { code, msg }) => {
             if is_run {
-                eprintln!("linkrt: {msg}");
+                // Docker's CLI says this line itself, unprefixed, before the pull's error.
+                match msg.split_once('\n') {
+                    Some((first, rest)) if first.starts_with("Unable to find image '") => {
+                        eprintln!("{first}\nlinkrt: {rest}")
+                    }
+                    _ => eprintln!("linkrt: {msg}"),
+                }
             } else {
                 eprintln!("Error: {msg}");
             }

@@ -84,6 +84,15 @@ proptest! {
     }
 
     #[test]
+    fn image_references_never_panic(s in "[a-zA-Z0-9:/@._-]{0,40}") {
+        if let Ok(r) = linkrt::image::Reference::parse(&s) {
+            // What parses prints back as a reference that parses to the same.
+            let again = linkrt::image::Reference::parse(&r.to_string()).unwrap();
+            prop_assert_eq!((again.repo, again.tag), (r.repo, r.tag));
+        }
+    }
+
+    #[test]
     fn templates_never_panic(t in "[{}. a-zA-Z\"|()$]{0,24}") {
         let doc = serde_json::json!({"Name": "/web", "HostConfig": {"Links": ["/db:/web/db"]}, "State": {"Pid": 3}});
         let _ = format::render_template(&t, &doc);

@@ -79,7 +79,10 @@ fn bad_input_leaves_nothing_behind() {
     let h = Host::new();
     let o = h.linkrt(&["run", "nosuchimage"]);
     assert_eq!(o.code, 125);
-    assert!(o.stderr.contains("Unable to find image 'nosuchimage' locally"), "{o:?}");
+    assert!(
+        o.stderr.contains("Unable to find image 'nosuchimage:latest' locally"),
+        "{o:?}"
+    );
     let o = h.linkrt(&["run", "--name", "bad name!", "alpine", "true"]);
     assert_eq!(o.code, 125);
     assert!(

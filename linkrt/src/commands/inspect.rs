@@ -11,7 +11,11 @@ pub fn inspect(cfg: &Config, a: InspectArgs) -> CmdResult {
     for what in &a.containers {
         match linkrt::state::find_in(&all, what) {
             Ok(c) => docs.push(format::inspect_json(&store, c, &all)),
-            Err(_) => missing.push(what.clone()),
+            // Docker's `inspect` falls back to images.
+            Err(_) => match linkrt::image::lookup(cfg, what) {
+                Ok(Some(img)) => docs.push(linkrt::image::inspect_json(&img)),
+                _ => missing.push(what.clone()),
+            },
         }
     }
     match &a.format {

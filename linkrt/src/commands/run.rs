@@ -13,6 +13,7 @@ pub fn run(cfg: &Config, a: RunArgs, start: bool) -> CmdResult {
         name: a.name,
         image: a.image,
         cmd: a.cmd,
+        entrypoint: a.entrypoint,
         env: a.env,
         env_files: a.env_file,
         expose: a.expose,

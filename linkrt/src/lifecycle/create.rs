@@ -7,8 +7,7 @@ use rand::RngCore;
 use super::env::{parse_env_file, parse_env_opt};
 use crate::{
     error::{Error, Result},
-    image::{self, Image},
-    links, names, oci,
+    image, links, names, oci,
     ports::{self, PortKey},
     state::{self, Container, Link, Lock, LogOpts, Snapshot, Spec, State, Status, Store},
 };
@@ -19,6 +18,8 @@ pub struct CreateOptions {
     pub name: Option<String>,
     pub image: String,
     pub cmd: Vec<String>,
+    /// `--entrypoint` (`Some("")` clears the image's).
+    pub entrypoint: Option<String>,
     /// `-e`/`--env` values as given.
     pub env: Vec<String>,
     pub env_files: Vec<PathBuf>,
@@ -103,8 +104,11 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
             "the working directory '{w}' is invalid, it needs to be an absolute path"
         )));
     }
-    let img: Image = image::find(&opts.image)?;
-    img.check_requirements()?;
+    let img = image::resolve(&store.cfg, &opts.image)?;
+    if let Some(b) = img.builtin() {
+        b.check_requirements()?;
+    }
+    let ic = &img.config;
     if let Some(r) = &opts.rootfs
         && !r.is_dir()
     {
@@ -129,7 +133,7 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
         None => names::generate(|n| all.iter().any(|c| c.name == n)),
     };
     // Environment: image ENV, then --env-file, then -e (Docker's order), last one wins.
-    let mut env = img.env.clone();
+    let mut env = ic.env.clone();
     let mut user_env = Vec::new();
     for f in &opts.env_files {
         user_env.extend(parse_env_file(f)?);
@@ -139,7 +143,7 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
     }
     links::merge_env(&mut env, &user_env);
 
-    let mut exposed: Vec<PortKey> = img.exposed()?;
+    let mut exposed: Vec<PortKey> = ic.exposed.clone();
     for e in &opts.expose {
         exposed.extend(ports::parse_expose(e)?);
     }
@@ -178,13 +182,17 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
         }
     };
     let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
-    let mut cmd = if opts.cmd.is_empty() {
-        img.cmd.clone()
-    } else {
-        opts.cmd.clone()
+    // Docker's merge: `--entrypoint` replaces the image's entrypoint and drops its command.
+    let (mut cmd, args) = match &opts.entrypoint {
+        Some(e) if e.is_empty() => (Vec::new(), opts.cmd.clone()),
+        Some(e) => (vec![e.clone()], opts.cmd.clone()),
+        None if opts.cmd.is_empty() => (ic.entrypoint.clone(), ic.cmd.clone()),
+        None => (ic.entrypoint.clone(), opts.cmd.clone()),
     };
+    let entrypoint_len = cmd.len();
+    cmd.extend(args);
     if cmd.is_empty() {
-        cmd = vec!["/bin/sh".into()];
+        return Err(Error::user("No command specified"));
     }
     let c = Container {
         id,
@@ -192,8 +200,10 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
         created: state::now_rfc3339(),
         spec: Spec {
             image: opts.image.clone(),
+            image_id: img.id.clone(),
             cmd,
-            workdir: opts.workdir.clone().unwrap_or(img.workdir.clone()),
+            entrypoint_len,
+            workdir: opts.workdir.clone().unwrap_or(ic.workdir.clone()),
             env,
             exposed,
             port_bindings: bindings,
@@ -212,7 +222,7 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
             memory,
             nano_cpus,
             pids_limit: opts.pids_limit,
-            user: opts.user.clone().unwrap_or_default(),
+            user: opts.user.clone().unwrap_or(ic.user.clone()),
             read_only: opts.read_only,
             volumes,
             log,

@@ -132,7 +132,7 @@ fn prepare_inner(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Contai
     store.save(lock, c)?;
     upsert(snap, c);
     policy::sync(cfg, &snap.containers)?;
-    let img = image::find(&c.spec.image)?;
+    let img = image::for_container(cfg, &c.spec.image, &c.spec.image_id)?;
     let root = oci::rootfs::prepare(cfg, &c.id, &img, c.spec.rootfs.as_deref(), &c.spec.workdir)?;
     oci::write_bundle(
         cfg,

@@ -6,9 +6,11 @@
 //!   container), a generated `/etc` (passwd, group, shadow, nsswitch.conf, plus the files
 //!   its definition lists, copied from the host's `/etc`), and the image's other files. Nothing
 //!   from the host's `/root`, `/home`, `/var`, `/tmp`, `/run`, `/etc/shadow` or linkrt's state.
+//! - An image of the store ([`crate::image::store`]): its unpacked layers are the overlay's
+//!   lower directories, shared by every container of every image that has them (no copy).
 //! - `--rootfs DIR` is the whole root.
 //!
-//! Either way the container's root is an overlay with an upper layer of its own (on tmpfs under
+//! In every case the container's root is an overlay with an upper layer of its own (on tmpfs under
 //! the run directory: it survives stop/start, not a reboot), mounted in the host's mount
 //! namespace before the runtime starts, as containerd does. Files linkrt adds to a root it does
 //! not control are created through [`super::inroot::Root`].
@@ -24,7 +26,7 @@ use super::{inroot::Root, spec::UsrOverlay};
 use crate::{
     config::Config,
     error::{Error, Result},
-    image::{self, Image},
+    image::{self, Image, Resolved, Root as ImageRoot},
 };
 
 /// Bump when the generated layout changes, so that cached layers are rebuilt.
@@ -168,7 +170,7 @@ fn layer_key(img: &Image) -> String {
     h.update(img.source.as_bytes());
     for f in &img.files {
         if let Some(s) = &f.source {
-            h.update(image::file_content(s).unwrap_or("").as_bytes());
+            h.update(image::builtin::file_content(s).unwrap_or("").as_bytes());
         }
     }
     for e in etc_list(img) {
@@ -303,7 +305,7 @@ fn build_layer(img: &Image, dir: &Path) -> Result<()> {
             std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
         }
         match (&f.source, &f.symlink) {
-            (Some(s), _) => write(&p, image::file_content(s).unwrap_or(""), 0o755)?,
+            (Some(s), _) => write(&p, image::builtin::file_content(s).unwrap_or(""), 0o755)?,
             (None, Some(t)) => std::os::unix::fs::symlink(t, &p).map_err(io("creating", &p))?,
             (None, None) => {}
         }
@@ -343,9 +345,29 @@ fn is_mounted(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The lower directories of an image of the store, top first, as overlayfs takes them.
+fn store_lowers(cfg: &Config, layers: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if layers.is_empty() {
+        // An image without layers (an empty import) is an empty root.
+        let empty = image::store::dir(cfg).join("empty");
+        crate::state::create_private_dir(&empty)?;
+        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o755)).map_err(io("chmod", &empty))?;
+        return Ok(vec![empty]);
+    }
+    for l in layers {
+        if !l.is_dir() {
+            return Err(Error::user(format!(
+                "the image's layer {} is missing from the store: load the image again",
+                l.display()
+            )));
+        }
+    }
+    Ok(layers.iter().rev().cloned().collect())
+}
+
 /// Mounts the container's root (an overlay of its image over its own upper layer) and makes
 /// sure the files the runtime mounts over and the working directory exist inside it.
-pub fn prepare(cfg: &Config, id: &str, img: &Image, user_rootfs: Option<&Path>, workdir: &str) -> Result<Prepared> {
+pub fn prepare(cfg: &Config, id: &str, img: &Resolved, user_rootfs: Option<&Path>, workdir: &str) -> Result<Prepared> {
     let base = overlay_base(cfg)?;
     let d = base.join(id);
     for sub in ["upper", "work", "merged", "usr-upper", "usr-work"] {
@@ -356,10 +378,11 @@ pub fn prepare(cfg: &Config, id: &str, img: &Image, user_rootfs: Option<&Path>, 
     for sub in ["upper", "usr-upper"] {
         std::fs::set_permissions(d.join(sub), std::fs::Permissions::from_mode(0o755)).map_err(io("chmod", &d))?;
     }
-    let (lower, usr, host_dirs) = match user_rootfs {
-        Some(r) => (r.to_path_buf(), None, Vec::new()),
-        None => {
-            let layer = image_layer(cfg, img)?;
+    let (lower, usr, host_dirs) = match (user_rootfs, &img.root) {
+        (Some(r), _) => (vec![r.to_path_buf()], None, Vec::new()),
+        (None, ImageRoot::Layers(layers)) => (store_lowers(cfg, layers)?, None, Vec::new()),
+        (None, ImageRoot::Builtin(b)) => {
+            let layer = image_layer(cfg, b)?;
             let host_dirs = TOP_DIRS
                 .iter()
                 .map(|t| Path::new("/").join(t))
@@ -370,14 +393,21 @@ pub fn prepare(cfg: &Config, id: &str, img: &Image, user_rootfs: Option<&Path>, 
                 upper: d.join("usr-upper"),
                 work: d.join("usr-work"),
             };
-            (layer.join("rootfs"), Some(usr), host_dirs)
+            (vec![layer.join("rootfs")], Some(usr), host_dirs)
         }
     };
+    let lower: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+    if let Some(p) = lower.iter().find(|p| p.contains([':', ','])) {
+        return Err(Error::user(format!(
+            "{p}: a path with ':' or ',' cannot be an overlay layer"
+        )));
+    }
+    let lower = lower.join(":");
     let merged = d.join("merged");
     if !is_mounted(&merged) {
         let opts = format!(
             "lowerdir={},upperdir={},workdir={}",
-            lower.display(),
+            lower,
             d.join("upper").display(),
             d.join("work").display()
         );
@@ -388,19 +418,35 @@ pub fn prepare(cfg: &Config, id: &str, img: &Image, user_rootfs: Option<&Path>, 
             nix::mount::MsFlags::empty(),
             Some(opts.as_str()),
         )
-        .map_err(|e| Error::io("mounting the container's root on", &merged, e.into()))?;
+        .map_err(|e| match e {
+            // The mount data is limited to a page.
+            nix::errno::Errno::EINVAL if opts.len() >= 4000 => Error::user(format!(
+                "the image has too many layers for one overlay mount ({} bytes of mount options)",
+                opts.len()
+            )),
+            e => Error::io("mounting the container's root on", &merged, e.into()),
+        })?;
     }
     let r = (|| {
         let root = Root::open(&merged)?;
-        if user_rootfs.is_some() {
+        if user_rootfs.is_some() || img.builtin().is_none() {
             // A root linkrt does not control: everything it adds is resolved inside it.
-            for dir in &img.dirs {
+            let (dirs, files) = match img.builtin() {
+                Some(b) => (&b.dirs[..], &b.files[..]),
+                None => (&[][..], &[][..]),
+            };
+            for dir in dirs {
                 root.mkdir_all(dir, 0o755)?;
             }
-            for f in &img.files {
+            for f in files {
                 match (&f.source, &f.symlink) {
                     (Some(s), _) => {
-                        root.create_file(&f.path, image::file_content(s).unwrap_or("").as_bytes(), 0o755, true)?;
+                        root.create_file(
+                            &f.path,
+                            image::builtin::file_content(s).unwrap_or("").as_bytes(),
+                            0o755,
+                            true,
+                        )?;
                     }
                     (None, Some(t)) => {
                         root.symlink(&f.path, t)?;

@@ -222,9 +222,16 @@ pub struct Link {
 /// What the container was created with; fixed for its lifetime.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Spec {
+    /// The image as given (`.Config.Image`).
     pub image: String,
-    /// Path and arguments of the command.
+    /// The image's ID (`sha256:...`, `.Image`); empty in records made before images had IDs.
+    #[serde(default)]
+    pub image_id: String,
+    /// Path and arguments of the process: the entrypoint followed by the command.
     pub cmd: Vec<String>,
+    /// How many leading elements of `cmd` are the entrypoint (`.Config.Entrypoint`).
+    #[serde(default)]
+    pub entrypoint_len: usize,
     pub workdir: String,
     /// Image ENV followed by -e/--env-file, `KEY=VALUE`, deduplicated (last wins).
     pub env: Vec<String>,

@@ -1,6 +1,7 @@
-//! Images. There is no registry: images are definitions (TOML, in the repo's `images/`)
-//! embedded in the binary. A container of such an image sees the host's filesystem
-//! copy-on-write, plus the files the image adds.
+//! Built-in images: definitions (TOML, in the repo's `images/`) embedded in the binary, so that
+//! the seed's images work on a fresh machine with nothing loaded. A container of such an image
+//! sees a generated root over the host's `/usr` ([`crate::oci::rootfs`]). The store presents
+//! them like loaded images ([`super::Resolved`]), with an ID derived from the definition.
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -12,20 +13,23 @@ use crate::{
 
 /// (definition, [(source name, content)]) of every embedded image.
 const DEFINITIONS: &[&str] = &[
-    include_str!("../../images/redis.toml"),
-    include_str!("../../images/alpine.toml"),
-    include_str!("../../images/webapp.toml"),
-    include_str!("../../images/postgres.toml"),
-    include_str!("../../images/trainingwheels.toml"),
+    include_str!("../../../images/redis.toml"),
+    include_str!("../../../images/alpine.toml"),
+    include_str!("../../../images/webapp.toml"),
+    include_str!("../../../images/postgres.toml"),
+    include_str!("../../../images/trainingwheels.toml"),
 ];
 
 const FILES: &[(&str, &str)] = &[
-    ("webapp.py", include_str!("../../images/files/webapp.py")),
+    ("webapp.py", include_str!("../../../images/files/webapp.py")),
     (
         "trainingwheels.py",
-        include_str!("../../images/files/trainingwheels.py"),
+        include_str!("../../../images/files/trainingwheels.py"),
     ),
-    ("postgres-stub.py", include_str!("../../images/files/postgres-stub.py")),
+    (
+        "postgres-stub.py",
+        include_str!("../../../images/files/postgres-stub.py"),
+    ),
 ];
 
 #[derive(Clone, Debug, Deserialize)]
@@ -162,14 +166,9 @@ pub fn all() -> Vec<Image> {
     v
 }
 
-/// Looks an image up by `name` or `name:latest` (Docker's message when it does not exist).
-pub fn find(reference: &str) -> Result<Image> {
-    let name = reference.strip_suffix(":latest").unwrap_or(reference);
-    all().into_iter().find(|i| i.name == name).ok_or_else(|| {
-        Error::user(format!(
-            "Unable to find image '{reference}' locally\nlinkrt: Error response: pull access denied for {name}, repository does not exist (linkrt has no registry; see `linkrt image ls`)"
-        ))
-    })
+/// The built-in image named `name` (a familiar repository name; built-ins have only `latest`).
+pub fn find(name: &str) -> Option<Image> {
+    all().into_iter().find(|i| i.name == name)
 }
 
 fn find_in_path(bin: &str) -> Option<PathBuf> {
@@ -194,16 +193,8 @@ mod tests {
                 "training/webapp"
             ]
         );
-        assert_eq!(
-            find("redis:latest").unwrap().exposed().unwrap()[0].to_string(),
-            "6379/tcp"
-        );
-        assert!(
-            find("nosuch")
-                .unwrap_err()
-                .to_string()
-                .starts_with("Unable to find image 'nosuch' locally")
-        );
+        assert_eq!(find("redis").unwrap().exposed().unwrap()[0].to_string(), "6379/tcp");
+        assert!(find("nosuch").is_none());
     }
 
     #[test]
