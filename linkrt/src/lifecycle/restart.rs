@@ -195,9 +195,9 @@ pub fn restart_at_boot(c: &Container) -> bool {
         }
 }
 
-/// The containers `start --restartable` starts, oldest first (a link source before its
-/// recipients when it was created first; a recipient whose source is not up yet is retried
-/// after the others).
+/// The containers `start --restartable` starts, oldest first: a link source (created before
+/// its recipients) starts before them. A recipient whose source does not restart fails to
+/// start in Docker's words, as it would in Docker.
 pub fn restartable(cfg: &Config) -> Result<Vec<String>> {
     let store = Store::new(cfg);
     let lock = Lock::acquire(cfg)?;
