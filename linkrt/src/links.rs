@@ -36,11 +36,9 @@ pub fn clean_alias(alias: &str) -> Option<String> {
     for p in alias.split('/') {
         match p {
             "" | "." => {}
+            // Above the recipient's own name: nothing of it is left under the recipient.
             ".." => {
-                // Above the recipient's own name: nothing of it is left under the recipient.
-                if parts.pop().is_none() {
-                    return None;
-                }
+                parts.pop()?;
             }
             p => parts.push(p),
         }
