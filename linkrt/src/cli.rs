@@ -45,6 +45,12 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Fetch the logs of a container
     Logs(LogsArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(WaitArgs),
+    /// Rename a container
+    Rename(RenameArgs),
     /// Execute a command in a running container
     Exec(ExecArgs),
     /// Manage images
@@ -124,6 +130,16 @@ pub struct RunArgs {
     /// Container host name
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// Set meta data on a container
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Restart policy to apply when a container exits (no, on-failure[:max-retries], always, unless-stopped)
+    #[arg(long)]
+    pub restart: Option<String>,
+
     /// Working directory inside the container
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
@@ -182,7 +198,11 @@ pub struct StartArgs {
     /// Attach container's STDIN
     #[arg(short, long)]
     pub interactive: bool,
-    #[arg(required = true)]
+    /// Start every container its restart policy restarts after a reboot (always, and
+    /// unless-stopped unless stopped by hand): the boot hook of the systemd unit
+    #[arg(long, conflicts_with_all = ["attach", "interactive", "containers"])]
+    pub restartable: bool,
+    #[arg(required_unless_present = "restartable")]
     pub containers: Vec<String>,
 }
 
@@ -200,6 +220,9 @@ pub struct RmArgs {
     /// Force the removal of a running container (uses SIGKILL)
     #[arg(short, long)]
     pub force: bool,
+    /// Remove the specified link
+    #[arg(short, long)]
+    pub link: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -224,8 +247,32 @@ pub struct PsArgs {
     /// Format output using a Go template ("table ..." for a table)
     #[arg(long)]
     pub format: Option<String>,
+    /// Filter output based on conditions provided (name, id, status, ancestor, expose, publish, label)
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
     /// Accepted for docker compatibility (`docker ps nostalgic_morse` is not valid docker; ignored names filter here)
     pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short, long)]
+    pub signal: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
 }
 
 #[derive(Args, Debug)]

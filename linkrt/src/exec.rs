@@ -46,6 +46,8 @@ pub fn exec(cfg: &Config, what: &str, o: &ExecOptions) -> Result<i32> {
         if c.state.status != Status::Running {
             return Err(Error::user(format!("container {} is not running", c.id)));
         }
+        // Docker's exec computes the link variables too, and refuses a stopped source.
+        lifecycle::check_links(&c, &snap.containers)?;
         // Link variables are recomputed from the sources' current state (Docker does too).
         let mut env = lifecycle::process_env(&c, &snap.containers, o.tty);
         let mut extra = Vec::new();

@@ -64,6 +64,13 @@ fn ago(ts: &Option<String>) -> f64 {
 
 /// The STATUS column: `Up 2 seconds`, `Exited (0) 3 seconds ago`, `Created`.
 pub fn status_text(c: &Container) -> String {
+    if c.state.restarting {
+        return format!(
+            "Restarting ({}) {} ago",
+            c.state.exit_code,
+            human_duration(ago(&c.state.finished_at))
+        );
+    }
     match c.state.status {
         Status::Running => format!("Up {}", human_duration(ago(&c.state.started_at))),
         Status::Exited => format!(
@@ -76,20 +83,106 @@ pub fn status_text(c: &Container) -> String {
     }
 }
 
-/// Docker's `Ellipsis`, then quoted: `"redis-server --prot…"`.
+/// Go's `strconv.Quote`: double quotes, `\"` and `\\`, Go's escapes for control and
+/// non-printable characters.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => {
+                if (c as u32) < 0x10000 {
+                    out.push_str(&format!("\\u{:04x}", c as u32));
+                } else {
+                    out.push_str(&format!("\\U{:08x}", c as u32));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The daemon's `Command` of a container: the path, then the arguments, those with a space
+/// in single quotes (`sh -c 'exit 3'`).
+pub fn daemon_command(cmd: &[String]) -> String {
+    let mut it = cmd.iter();
+    let mut s = it.next().cloned().unwrap_or_default();
+    for a in it {
+        s.push(' ');
+        if a.contains(' ') {
+            s.push_str(&format!("'{a}'"));
+        } else {
+            s.push_str(a);
+        }
+    }
+    s
+}
+
+/// The COMMAND column: the CLI's `Ellipsis` (20), then `strconv.Quote`:
+/// `"redis-server --prot…"`, `"sh -c 'exit 3'"`.
 pub fn command_text(c: &Container, truncate: bool) -> String {
-    let cmd = c.spec.cmd.join(" ");
+    command_line(&c.spec.cmd, truncate)
+}
+
+fn command_line(cmd: &[String], truncate: bool) -> String {
+    let cmd = daemon_command(cmd);
     let chars: Vec<char> = cmd.chars().collect();
     let shown = if truncate && chars.len() > 20 {
         chars[..19].iter().collect::<String>() + "…"
     } else {
         cmd
     };
-    format!("\"{}\"", shown.replace('\\', "\\\\").replace('"', "\\\""))
+    go_quote(&shown)
+}
+
+/// Every name of `c` as the daemon lists them, sorted: its own and one per link to it
+/// (`db`, `web/db`, `web/webdb`).
+pub fn names(c: &Container, all: &[Container]) -> Vec<String> {
+    let mut v = vec![format!("/{}", c.name)];
+    for r in all {
+        for l in r.spec.links.iter().filter(|l| l.source_id == c.id) {
+            v.push(format!("/{}/{}", r.name, l.alias));
+        }
+    }
+    v.sort();
+    v.dedup();
+    v.into_iter().map(|n| n[1..].to_string()).collect()
+}
+
+/// The NAMES column: truncated, the first name that is not a link's; with `--no-trunc`,
+/// every name.
+pub fn names_text(c: &Container, all: &[Container], truncate: bool) -> String {
+    let names = names(c, all);
+    if truncate {
+        names.into_iter().find(|n| !n.contains('/')).unwrap_or_default()
+    } else {
+        names.join(",")
+    }
+}
+
+/// Docker's `State.Status` word (`restarting` while a restart policy waits).
+pub fn state_word(c: &Container) -> &'static str {
+    if c.state.restarting {
+        "restarting"
+    } else {
+        c.state.status.as_str()
+    }
 }
 
 /// One `ps` row's fields by Docker's `--format` names.
-pub fn ps_fields(c: &Container, truncate: bool) -> BTreeMap<&'static str, String> {
+pub fn ps_fields(c: &Container, all: &[Container], truncate: bool) -> BTreeMap<&'static str, String> {
     let mut m = BTreeMap::new();
     m.insert(
         "ID",
@@ -106,10 +199,27 @@ pub fn ps_fields(c: &Container, truncate: bool) -> BTreeMap<&'static str, String
         "RunningFor",
         format!("{} ago", human_duration(ago(&Some(c.created.clone())))),
     );
-    m.insert("Ports", ports::ps_ports(&c.spec.exposed, &c.state.ports));
+    // The daemon lists a container's ports from its network settings: none unless running.
+    let ports = if c.state.status == Status::Running {
+        ports::ps_ports(&c.spec.exposed, &c.state.ports)
+    } else {
+        String::new()
+    };
+    m.insert("Ports", ports);
     m.insert("Status", status_text(c));
-    m.insert("State", format!("{:?}", c.state.status).to_lowercase());
-    m.insert("Names", c.name.clone());
+    m.insert("State", state_word(c).to_string());
+    m.insert("Names", names_text(c, all, truncate));
+    m.insert("RestartCount", c.restart_count.to_string());
+    // The CLI's `Labels`: `k=v` pairs sorted, comma-separated.
+    m.insert(
+        "Labels",
+        c.spec
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
     m
 }
 
@@ -144,7 +254,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
 }
 
 /// The `ps` table (default columns).
-pub fn ps_table(cs: &[Container], truncate: bool) -> String {
+pub fn ps_table(cs: &[Container], all: &[Container], truncate: bool) -> String {
     let mut rows = vec![
         [
             "CONTAINER ID",
@@ -159,7 +269,7 @@ pub fn ps_table(cs: &[Container], truncate: bool) -> String {
         .to_vec(),
     ];
     for c in cs {
-        let f = ps_fields(c, truncate);
+        let f = ps_fields(c, all, truncate);
         rows.push(
             ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
                 .iter()
@@ -224,10 +334,11 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
         "Path": c.spec.cmd.first().cloned().unwrap_or_default(),
         "Args": c.spec.cmd.get(1..).unwrap_or(&[]),
         "State": {
-            "Status": c.state.status.as_str(),
-            "Running": running,
+            "Status": state_word(c),
+            // Docker's SetRestarting keeps Running true while the restart waits.
+            "Running": running || c.state.restarting,
             "Paused": false,
-            "Restarting": false,
+            "Restarting": c.state.restarting,
             "OOMKilled": c.state.oom_killed,
             "Dead": c.state.status == Status::Dead,
             "Pid": c.state.pid,
@@ -252,8 +363,10 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
             "PortBindings": bindings,
             "PublishAllPorts": c.spec.publish_all,
             "AutoRemove": c.spec.auto_remove,
+            "RestartPolicy": {"Name": c.spec.restart.name(), "MaximumRetryCount": c.spec.restart.max_retries()},
             "Links": if links.is_empty() { Value::Null } else { json!(links) },
             "Runtime": c.spec.runtime,
+            "ExtraHosts": if c.spec.extra_hosts.is_empty() { Value::Null } else { json!(c.spec.extra_hosts) },
             "Privileged": c.spec.privileged,
             "CapAdd": if c.spec.cap_add.is_empty() { Value::Null } else { json!(c.spec.cap_add) },
             "CapDrop": if c.spec.cap_drop.is_empty() { Value::Null } else { json!(c.spec.cap_drop) },
@@ -292,6 +405,7 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
             },
             "Image": c.spec.image,
             "WorkingDir": c.spec.workdir,
+            "Labels": c.spec.labels,
         },
         "NetworkSettings": {
             "Bridge": "",
@@ -535,6 +649,24 @@ mod tests {
                 .contains("map has no entry for key \"Nope\"")
         );
         assert!(render_template("{{ if }}", &d).is_err());
+    }
+
+    #[test]
+    fn go_quoting_and_the_daemon_command() {
+        assert_eq!(go_quote("sh -c 'exit 3'"), "\"sh -c 'exit 3'\"");
+        assert_eq!(go_quote("a\"b\\c\td\ne\u{1}"), r#""a\"b\\c\td\ne\x01""#);
+        assert_eq!(go_quote("é…"), "\"é…\"");
+        assert_eq!(
+            command_line(&["sh".into(), "-c".into(), "exit 3".into()], true),
+            "\"sh -c 'exit 3'\""
+        );
+        let cmd = ["echo".into(), "a b".into(), "c\"d".into()];
+        assert_eq!(command_line(&cmd, false), r#""echo 'a b' c\"d""#);
+        let long: Vec<String> = "redis-server --protected-mode no"
+            .split(' ')
+            .map(String::from)
+            .collect();
+        assert_eq!(command_line(&long, true), "\"redis-server --prot…\"");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod features;
+pub mod filter;
 pub mod format;
 pub mod image;
 pub mod info;

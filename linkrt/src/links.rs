@@ -5,28 +5,50 @@ use crate::{
     ports::{PortKey, Proto},
 };
 
-/// Parses `--link NAME[:ALIAS]` into (name, alias); `--link db` is `--link db:db`.
+/// Parses `--link NAME[:ALIAS]` into (name, alias) as Docker's `opts.ParseLink` does;
+/// `--link db` is `--link db:db`, and `/db:/web/db` (a `HostConfig.Links` entry) is `db:db`.
+/// The name may come back empty (`:x`) and the alias too (`db:`): the daemon step decides
+/// ([`clean_alias`]).
 pub fn parse_link(raw: &str) -> Result<(String, String)> {
-    let bad = || {
-        Error::user(format!(
-            "invalid argument \"{raw}\" for \"--link\" flag: bad format for links: {raw}"
-        ))
-    };
+    let flag = |why: String| Error::user(format!("invalid argument \"{raw}\" for \"--link\" flag: {why}"));
+    if raw.is_empty() {
+        return Err(flag("empty string specified for links".into()));
+    }
     let parts: Vec<&str> = raw.split(':').collect();
     let (name, alias) = match parts.as_slice() {
-        [n] => (*n, *n),
+        [n] => (n.strip_prefix('/').unwrap_or(n), *n),
+        [n, a] if n.starts_with('/') => (&n[1..], short_alias(a)),
         [n, a] => (*n, *a),
-        _ => return Err(bad()),
+        _ => return Err(flag(format!("bad format for links: {raw}"))),
     };
-    let name = name.strip_prefix('/').unwrap_or(name);
-    if name.is_empty() || alias.is_empty() {
-        return Err(bad());
-    }
     // The alias is written into the recipient's /etc/hosts: no whitespace or control byte.
     if alias.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad());
+        return Err(flag(format!("bad format for links: {raw}")));
     }
     Ok((name.to_string(), alias.to_string()))
+}
+
+/// The link's name under its recipient, as `path.Join(recipient, alias)` makes it: empty path
+/// elements and `.` dropped. `None` when nothing is left (`db:`, `db:/`): Docker's name
+/// reservation then finds the recipient's own name taken and registers no link.
+pub fn clean_alias(alias: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in alias.split('/') {
+        match p {
+            "" | "." => {}
+            // Above the recipient's own name: nothing of it is left under the recipient.
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// The last path element of an alias (`a/b` → `b`).
+pub fn short_alias(alias: &str) -> &str {
+    alias.rsplit('/').next().unwrap_or(alias)
 }
 
 /// Docker's port order for links: TCP first, then other protocols by name; by number within one.
@@ -46,7 +68,7 @@ fn link_order(a: &PortKey, b: &PortKey) -> std::cmp::Ordering {
 /// with `exposed` ports and environment `source_env` gives its recipient, in Docker's order.
 pub fn env_vars(recipient: &str, alias: &str, ip: &str, source_env: &[String], exposed: &[PortKey]) -> Vec<String> {
     let name = format!("/{recipient}/{alias}");
-    let a = alias.to_uppercase().replace('-', "_");
+    let a = short_alias(alias).to_uppercase().replace('-', "_");
     let mut ports = exposed.to_vec();
     ports.sort_by(link_order);
     ports.dedup();
@@ -102,11 +124,15 @@ pub struct HostsLink<'a> {
     pub name: &'a str,
 }
 
-/// The recipient's `/etc/hosts`, as Docker writes it on the default bridge.
-pub fn hosts_file(links: &[HostsLink<'_>], own_ip: Option<&str>, hostname: &str) -> String {
+/// The recipient's `/etc/hosts`, as Docker writes it on the default bridge: the defaults, the
+/// `--add-host` entries (`(ip, name)`), the links, then the container's own line.
+pub fn hosts_file(extra: &[(String, String)], links: &[HostsLink<'_>], own_ip: Option<&str>, hostname: &str) -> String {
     let mut s = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
+    for (ip, name) in extra {
+        s.push_str(&format!("{ip}\t{name}\n"));
+    }
     for l in links {
         s.push_str(&format!("{}\t{} {}", l.ip, l.alias, l.short_id));
         if l.name != l.alias {
@@ -116,23 +142,50 @@ pub fn hosts_file(links: &[HostsLink<'_>], own_ip: Option<&str>, hostname: &str)
         s.push('\n');
     }
     if let Some(ip) = own_ip {
-        s.push_str(&format!("{ip}\t{hostname}\n"));
+        // libnetwork's rule: a fully qualified host name is followed by its first label.
+        match hostname.split_once('.') {
+            Some((short, _)) => s.push_str(&format!("{ip}\t{hostname} {short}\n")),
+            None => s.push_str(&format!("{ip}\t{hostname}\n")),
+        }
     }
     s
 }
 
-/// Docker's `ReplaceOrAppendEnvValues`: a later `KEY=…` replaces an earlier one in place.
+/// Docker's `ReplaceOrAppendEnvValues(defaults, overrides)`: an override `KEY=…` replaces
+/// the default of that key in place, else is appended (a repeated key is appended again, as
+/// Docker does); a bare `KEY` removes the default (`-e HOSTNAME` with HOSTNAME unset).
 pub fn merge_env(base: &mut Vec<String>, overrides: &[String]) {
+    let key = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_string();
+    let index: std::collections::HashMap<String, usize> = base.iter().enumerate().map(|(i, e)| (key(e), i)).collect();
+    let mut removed = vec![false; base.len()];
     for o in overrides {
-        let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k);
-        match base
-            .iter_mut()
-            .find(|b| b.split_once('=').map_or(b.as_str(), |(k, _)| k) == key)
-        {
-            Some(b) => *b = o.clone(),
-            None => base.push(o.clone()),
+        let k = key(o);
+        match (o.contains('='), index.get(&k)) {
+            (false, Some(&i)) => removed[i] = true,
+            (false, None) => {}
+            (true, Some(&i)) => {
+                base[i] = o.clone();
+                removed[i] = false;
+            }
+            (true, None) => base.push(o.clone()),
         }
     }
+    let mut i = 0;
+    base.retain(|_| {
+        i += 1;
+        !removed.get(i - 1).copied().unwrap_or(false)
+    });
+}
+
+/// Docker's `Config.Env` of a new container (the daemon's `merge`): the user's entries
+/// (`--env-file`, then `-e`, as given), then each image entry whose key the user did not set
+/// (a bare `-e KEY` counts as set).
+pub fn container_env(user: &[String], image: &[String]) -> Vec<String> {
+    let key = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_string();
+    let keys: std::collections::HashSet<String> = user.iter().map(|e| key(e)).collect();
+    let mut env = user.to_vec();
+    env.extend(image.iter().filter(|e| !keys.contains(&key(e))).cloned());
+    env
 }
 
 #[cfg(test)]
@@ -244,14 +297,29 @@ mod tests {
             parse_link("db:b:c").unwrap_err().to_string(),
             "invalid argument \"db:b:c\" for \"--link\" flag: bad format for links: db:b:c"
         );
-        assert!(parse_link(":x").is_err() && parse_link("x:").is_err());
-        // Found by the property tests: a lone slash names nothing.
-        assert!(parse_link("/").is_err() && parse_link("/:a").is_err());
+        assert_eq!(
+            parse_link("").unwrap_err().to_string(),
+            "invalid argument \"\" for \"--link\" flag: empty string specified for links"
+        );
+        // Accepted by the CLI; the daemon step decides.
+        assert_eq!(parse_link(":x").unwrap(), ("".into(), "x".into()));
+        assert_eq!(parse_link("x:").unwrap(), ("x".into(), "".into()));
+        assert_eq!(parse_link("/:a").unwrap(), ("".into(), "a".into()));
+        // A HostConfig.Links entry.
+        assert_eq!(parse_link("/db:/web/webdb").unwrap(), ("db".into(), "webdb".into()));
+        assert_eq!(clean_alias(""), None);
+        assert_eq!(clean_alias("/"), None);
+        assert_eq!(clean_alias("a/../.."), None);
+        assert_eq!(clean_alias("a//b/"), Some("a/b".into()));
+        assert_eq!(clean_alias("./db"), Some("db".into()));
+        assert_eq!(short_alias("a/b"), "b");
+        assert_eq!(env_vars("rcp", "a/b-c", "ip", &[], &[]), ["B_C_NAME=/rcp/a/b-c"]);
     }
 
     #[test]
     fn hosts_layout() {
         let h = hosts_file(
+            &[],
             &[
                 HostsLink {
                     ip: "172.17.0.2",
@@ -274,6 +342,8 @@ mod tests {
         assert_eq!(lines[6], "172.17.0.2\twebdb 6e5cdeb2d300 db");
         assert_eq!(lines[7], "172.17.0.2\tdb 6e5cdeb2d300");
         assert_eq!(lines[8], "172.17.0.3\taed84ee21bde");
+        let fqdn = hosts_file(&[], &[], Some("172.17.0.4"), "foobar.example.com");
+        assert_eq!(fqdn.lines().last(), Some("172.17.0.4\tfoobar.example.com foobar"));
     }
 
     #[test]
@@ -281,5 +351,32 @@ mod tests {
         let mut base = vec!["A=1".to_string(), "B=2".to_string()];
         merge_env(&mut base, &["A=9".into(), "C=3".into()]);
         assert_eq!(base, ["A=9", "B=2", "C=3"]);
+        // A bare key removes the default; a key repeated among the overrides is appended twice.
+        let mut base = vec!["PATH=/bin".to_string(), "HOSTNAME=h".into(), "DB_PORT=x".into()];
+        merge_env(
+            &mut base,
+            &[
+                "HOSTNAME".into(),
+                "X=1".into(),
+                "X=2".into(),
+                "NOPE".into(),
+                "DB_PORT".into(),
+            ],
+        );
+        assert_eq!(base, ["PATH=/bin", "X=1", "X=2"]);
+        // Removed, then set again: the later override wins, in place.
+        let mut base = vec!["A=1".to_string()];
+        merge_env(&mut base, &["A".into(), "A=2".into()]);
+        assert_eq!(base, ["A=2"]);
+    }
+
+    #[test]
+    fn container_env_in_dockers_order() {
+        let image = ["PATH=/usr/bin".to_string(), "PGUSER=docker".into(), "LANG=C".into()];
+        assert_eq!(
+            container_env(&["FROMFILE=1".into(), "PGUSER=me".into(), "LANG".into()], &image),
+            ["FROMFILE=1", "PGUSER=me", "LANG", "PATH=/usr/bin"]
+        );
+        assert_eq!(container_env(&[], &image), image);
     }
 }

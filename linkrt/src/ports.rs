@@ -1,6 +1,6 @@
 //! Port specs: Docker's `-p`/`--expose` grammar (go-connections `nat.ParsePortSpec`), the
 //! host port allocator, and the formats of `docker port` and `docker ps`.
-use std::{collections::BTreeSet, fmt, net::IpAddr, str::FromStr};
+use std::{fmt, net::IpAddr, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
@@ -259,6 +259,36 @@ pub fn parse_publish(raw: &str) -> Result<Vec<PortBinding>> {
     Ok(out)
 }
 
+/// The long `--publish` syntax (`published=8080,target=80,protocol=udp`), turned into the
+/// short one as Docker's CLI does (`convertToStandardNotation`: protocol tcp by default, other
+/// keys ignored). `host_ip=ADDR` is honoured (Docker 28's CLI drops it, publishing on every
+/// address; linkrt never publishes wider than asked). A value without `=` is returned as is.
+pub fn convert_long_publish(raw: &str) -> Result<String> {
+    if !raw.contains('=') {
+        return Ok(raw.to_string());
+    }
+    let mut params: std::collections::HashMap<&str, &str> = [("protocol", "tcp")].into();
+    for param in raw.split(',') {
+        match param.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                params.insert(k, v);
+            }
+            _ => {
+                return Err(Error::user(format!(
+                    "invalid publish opts format (should be name=value but got '{param}')"
+                )));
+            }
+        }
+    }
+    let get = |k: &str| params.get(k).copied().unwrap_or("");
+    let short = format!("{}:{}/{}", get("published"), get("target"), get("protocol"));
+    Ok(match get("host_ip") {
+        "" => short,
+        ip if ip.contains(':') && !ip.starts_with('[') => format!("[{ip}]:{short}"),
+        ip => format!("{ip}:{short}"),
+    })
+}
+
 /// Parses an `--expose` value: `PORT[-END][/proto]`.
 pub fn parse_expose(raw: &str) -> Result<Vec<PortKey>> {
     if raw.contains(':') {
@@ -290,82 +320,108 @@ pub fn port_lines(maps: &[Mapping]) -> Vec<String> {
         .collect()
 }
 
-/// The PORTS column of `docker ps` (Docker's `DisplayablePorts`): consecutive ports with the same
-/// host IP and protocol whose host and container ports move together are collapsed into ranges;
-/// exposed ports without a publication are listed as `6379/tcp`.
+/// One entry of Docker's `Ports` list of a container: a published port (`ip` set), or an
+/// exposed one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PortSummary {
+    ip: String,
+    public: u16,
+    private: u16,
+    proto: &'static str,
+}
+
+/// Docker's host:port join (`net.JoinHostPort`).
+fn join_host_port(ip: &str, port: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// The PORTS column of `docker ps`, as the Docker CLI's `DisplayablePorts` makes it: entries
+/// sorted by container port, host IP, host port, protocol; exposed ports and identity mappings
+/// (host port = container port) grouped per protocol (and host IP) into consecutive ranges,
+/// the groups in the order they were started; translated mappings listed last, one by one.
 pub fn ps_ports(exposed: &[PortKey], maps: &[Mapping]) -> String {
-    #[derive(PartialEq)]
-    struct Group {
-        ip: String,
-        proto: Proto,
-        host_first: Option<u16>,
-        first: u16,
-        last: u16,
-    }
-    let mut items: Vec<(String, Proto, Option<u16>, u16)> = Vec::new();
-    let published: BTreeSet<PortKey> = maps.iter().map(|m| m.container).collect();
-    for m in maps {
-        items.push((
-            m.host_ip.clone(),
-            m.container.proto,
-            Some(m.host_port),
-            m.container.port,
-        ));
-    }
+    let mut ports: Vec<PortSummary> = Vec::new();
     for e in exposed {
-        if !published.contains(e) {
-            items.push((String::new(), e.proto, None, e.port));
+        let mut any = false;
+        for m in maps.iter().filter(|m| m.container == *e) {
+            any = true;
+            ports.push(PortSummary {
+                ip: m.host_ip.clone(),
+                public: m.host_port,
+                private: e.port,
+                proto: e.proto.as_str(),
+            });
+        }
+        if !any {
+            ports.push(PortSummary {
+                ip: String::new(),
+                public: 0,
+                private: e.port,
+                proto: e.proto.as_str(),
+            });
         }
     }
-    // Docker sorts by host IP, then protocol name, then ports.
-    items.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then(a.1.as_str().cmp(b.1.as_str()))
-            .then(a.2.cmp(&b.2))
-            .then(a.3.cmp(&b.3))
+    ports.sort_by(|a, b| {
+        a.private
+            .cmp(&b.private)
+            .then_with(|| a.ip.cmp(&b.ip))
+            .then(a.public.cmp(&b.public))
+            .then(a.proto.cmp(b.proto))
     });
-    let mut groups: Vec<Group> = Vec::new();
-    for (ip, proto, host, port) in items {
-        if let Some(g) = groups.last_mut() {
-            let offset = port.wrapping_sub(g.first);
-            let contiguous = g.ip == ip && g.proto == proto && port == g.last.wrapping_add(1);
-            let host_ok = match (g.host_first, host) {
-                (Some(hf), Some(h)) => h == hf.wrapping_add(offset) && hf == g.first,
-                (None, None) => true,
-                _ => false,
-            };
-            if contiguous && host_ok {
-                g.last = port;
+    let form = |key: &str, first: u16, last: u16| {
+        let (ip, proto) = match key.split_once('/') {
+            Some((ip, proto)) => (ip, proto),
+            None => ("", key),
+        };
+        let mut g = first.to_string();
+        if first != last {
+            g = format!("{g}-{last}");
+        }
+        if !ip.is_empty() {
+            g = format!("{}->{g}", join_host_port(ip, &g));
+        }
+        format!("{g}/{proto}")
+    };
+    let mut groups: std::collections::HashMap<String, (u16, u16)> = Default::default();
+    let mut keys: Vec<String> = Vec::new();
+    let mut result: Vec<String> = Vec::new();
+    let mut host_mappings: Vec<String> = Vec::new();
+    for p in &ports {
+        let mut key = p.proto.to_string();
+        if !p.ip.is_empty() {
+            if p.public != p.private {
+                host_mappings.push(format!(
+                    "{}->{}/{}",
+                    join_host_port(&p.ip, &p.public.to_string()),
+                    p.private,
+                    p.proto
+                ));
                 continue;
             }
+            key = format!("{}/{}", p.ip, p.proto);
         }
-        groups.push(Group {
-            ip,
-            proto,
-            host_first: host,
-            first: port,
-            last: port,
-        });
-    }
-    let range = |a: u16, b: u16| if a == b { a.to_string() } else { format!("{a}-{b}") };
-    groups
-        .iter()
-        .map(|g| {
-            let c = format!("{}/{}", range(g.first, g.last), g.proto.as_str());
-            match g.host_first {
-                None => c,
-                Some(h) => {
-                    let ip = if g.ip.contains(':') {
-                        format!("[{}]", g.ip)
-                    } else {
-                        g.ip.clone()
-                    };
-                    format!("{ip}:{}->{c}", range(h, h + (g.last - g.first)))
-                }
+        match groups.get_mut(&key) {
+            None => {
+                groups.insert(key.clone(), (p.private, p.private));
+                keys.push(key);
             }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+            Some(g) if g.1.checked_add(1) == Some(p.private) => g.1 = p.private,
+            Some(g) => {
+                result.push(form(&key, g.0, g.1));
+                *g = (p.private, p.private);
+            }
+        }
+    }
+    for k in &keys {
+        let g = groups[k];
+        result.push(form(k, g.0, g.1));
+    }
+    result.extend(host_mappings);
+    result.join(", ")
 }
 
 #[cfg(test)]
@@ -390,6 +446,33 @@ mod tests {
         assert_eq!(err("1.2.3:80:80"), "Invalid ip address: 1.2.3");
         assert_eq!(err("80/xyz"), "Invalid proto: xyz");
         assert_eq!(err("5-3"), "Invalid containerPort: 5-3");
+    }
+
+    #[test]
+    fn long_publish_syntax() {
+        let c = |s: &str| convert_long_publish(s).unwrap();
+        assert_eq!(c("published=8080,target=80"), "8080:80/tcp");
+        assert_eq!(c("target=53,published=5353,protocol=udp"), "5353:53/udp");
+        assert_eq!(c("target=80"), ":80/tcp");
+        assert_eq!(
+            c("published=8080,target=80,mode=host,host_ip=127.0.0.1"),
+            "127.0.0.1:8080:80/tcp"
+        );
+        assert_eq!(c("published=1,target=2,host_ip=::1"), "[::1]:1:2/tcp");
+        assert_eq!(c("8080:80"), "8080:80");
+        assert_eq!(
+            convert_long_publish("published=8080,80").unwrap_err().to_string(),
+            "invalid publish opts format (should be name=value but got '80')"
+        );
+        let b = parse_publish(&c("target=80,published=8080,protocol=udp")).unwrap();
+        assert_eq!(
+            (b[0].host_start, b[0].container.port, b[0].container.proto),
+            (8080, 80, Proto::Udp)
+        );
+        assert_eq!(
+            parse_publish(&c("published=8080")).unwrap_err().to_string(),
+            "No port specified: 8080:/tcp<empty>"
+        );
     }
 
     #[test]
@@ -435,13 +518,38 @@ mod tests {
         };
         assert_eq!(ps_ports(&[tcp(6379)], &[]), "6379/tcp");
         assert_eq!(ps_ports(&[tcp(5000)], &[m(80, 5000)]), "0.0.0.0:80->5000/tcp");
+        let ks = |v: &[u16]| v.iter().map(|p| tcp(*p)).collect::<Vec<_>>();
         assert_eq!(
-            ps_ports(&[], &[m(5000, 5000), m(5001, 5001), m(5002, 5002)]),
+            ps_ports(&ks(&[5000, 5001, 5002]), &[m(5000, 5000), m(5001, 5001), m(5002, 5002)]),
             "0.0.0.0:5000-5002->5000-5002/tcp"
         );
         assert_eq!(
-            ps_ports(&[], &[m(8000, 5000), m(8005, 5001)]),
+            ps_ports(&ks(&[5000, 5001]), &[m(8000, 5000), m(8005, 5001)]),
             "0.0.0.0:8000->5000/tcp, 0.0.0.0:8005->5001/tcp"
+        );
+        // The CLI's rule: a run broken by a gap is emitted at once, the open groups after
+        // (in the order they were started), translated mappings last.
+        let udp = |port| PortKey {
+            port,
+            proto: Proto::Udp,
+        };
+        assert_eq!(
+            ps_ports(
+                &[tcp(80), tcp(81), tcp(82), tcp(90), udp(53), tcp(9988)],
+                &[m(8080, 80), m(81, 81), m(82, 82)]
+            ),
+            "90/tcp, 53/udp, 0.0.0.0:81-82->81-82/tcp, 9988/tcp, 0.0.0.0:8080->80/tcp"
+        );
+        assert_eq!(ps_ports(&ks(&[1, 2, 4, 5, 7]), &[]), "1-2/tcp, 4-5/tcp, 7/tcp");
+        let at = |ip: &str, h, c| Mapping {
+            container: tcp(c),
+            host_ip: ip.into(),
+            host_port: h,
+        };
+        // By container port, then host IP as a string.
+        assert_eq!(
+            ps_ports(&ks(&[80]), &[at("127.0.0.1", 80, 80), at("10.0.0.1", 8080, 80)]),
+            "127.0.0.1:80->80/tcp, 10.0.0.1:8080->80/tcp"
         );
         assert_eq!(
             port_lines(&[m(32769, 5001), m(32768, 5000)]),

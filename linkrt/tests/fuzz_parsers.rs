@@ -50,11 +50,20 @@ proptest! {
     #[test]
     fn expose_and_link_specs_never_panic(s in "\\PC{0,20}") {
         let _ = ports::parse_expose(&s);
+        // Docker's opts.ParseLink: only "" and more than one colon are refused (an empty name
+        // or alias is the daemon step's to judge); whitespace in the alias too (/etc/hosts).
         if let Ok((name, alias)) = links::parse_link(&s) {
-            prop_assert!(!name.is_empty() && !alias.is_empty() && !alias.contains(':'));
+            prop_assert!(!name.contains(':') && !alias.contains(':'));
+            if let Some(a) = links::clean_alias(&alias) {
+                prop_assert!(!a.is_empty() && !a.starts_with('/') && !a.contains("//"));
+            }
         } else {
             let m = links::parse_link(&s).unwrap_err().to_string();
-            let want = format!("bad format for links: {}", s);
+            let want = if s.is_empty() {
+                "empty string specified for links".to_string()
+            } else {
+                format!("bad format for links: {}", s)
+            };
             prop_assert!(m.ends_with(&want), "{} / {}", m, want);
         }
     }

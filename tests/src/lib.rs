@@ -323,6 +323,20 @@ impl Host {
         }
     }
 
+    /// Runs `linkrt ARGS` with these variables removed from its environment.
+    pub fn linkrt_unset(&self, unset: &[&str], args: &[&str]) -> Out {
+        let mut c = self.command(args);
+        for u in unset {
+            c.env_remove(u);
+        }
+        let o = run_with_timeout(&mut c, std::time::Duration::from_secs(120));
+        Out {
+            code: exit_code(&o.status),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
     /// Starts `linkrt ARGS` in the background with extra environment variables.
     pub fn spawn_env(&self, env: &[(&str, &str)], args: &[&str]) -> std::process::Child {
         self.command(args)

@@ -150,10 +150,13 @@ fn link_errors_use_dockers_words() {
             "linkrt: invalid argument \"db:b:c\" for \"--link\" flag: bad format for links: db:b:c"
         )
     );
+    // As in Docker, the link to a stopped source is refused by the start, not the create:
+    // the recipient stays, Created.
+    assert_eq!(h.inspect("wstop", "{{.State.Status}}"), "created");
     assert_eq!(
         h.ok(&["ps", "-aq"]).lines().count(),
-        1,
-        "only the 'stopped' container exists"
+        2,
+        "only 'stopped' and 'wstop' exist"
     );
 }
 

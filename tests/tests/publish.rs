@@ -98,9 +98,12 @@ fn conflicts_and_host_processes_are_refused_and_leave_nothing() {
     let h = Host::new();
     h.ok(&["run", "-d", "--name", "first", "-p", "8088:5000", "training/webapp"]);
     let o = h.linkrt(&["run", "-d", "--name", "second", "-p", "8088:5000", "training/webapp"]);
-    assert_eq!(
-        (o.code, o.stderr.trim()),
-        (125, "linkrt: Bind for 0.0.0.0:8088 failed: port is already allocated")
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(
+        o.stderr.starts_with(
+            "linkrt: failed to set up container networking: driver failed programming external connectivity on endpoint second ("
+        ) && o.stderr.trim_end().ends_with("): Bind for 0.0.0.0:8088 failed: port is already allocated"),
+        "{o:?}"
     );
     assert_eq!(
         h.inspect("second", "{{.State.Status}}"),

@@ -10,8 +10,8 @@
 //! share/man/man1/linkrt.1, linkrt-<command>.1
 //! ```
 //!
-//! A systemd unit for restoring containers at boot is installed (not enabled) only if the binary
-//! has a `restore` command; linkrt has none yet (state is repaired lazily by the next command).
+//! The systemd unit `lib/systemd/system/linkrt-restore.service` (installed, not enabled) is the
+//! boot hook of the restart policies: it runs `linkrt start --restartable` once at boot.
 use std::{
     fs,
     os::unix::fs::PermissionsExt,
@@ -128,14 +128,15 @@ pub fn install(prefix: &Path) -> Result<Vec<PathBuf>> {
     }
     files.extend(pages);
     let has_restore = Command::new(&linkrt)
-        .args(["help", "restore"])
+        .args(["start", "--help"])
         .output()
-        .map(|o| o.status.success())
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--restartable"))
         .unwrap_or(false);
     if has_restore {
         let unit = format!(
-            "[Unit]\nDescription=Restore linkrt containers after boot\nAfter=network-online.target\n\n\
-             [Service]\nType=oneshot\nExecStart={} restore\nRemainAfterExit=yes\n\n\
+            "[Unit]\nDescription=Start the linkrt containers whose restart policy restarts them after a reboot\n\
+             After=network-online.target local-fs.target\nWants=network-online.target\n\n\
+             [Service]\nType=oneshot\nExecStart={} start --restartable\nRemainAfterExit=yes\n\n\
              [Install]\nWantedBy=multi-user.target\n",
             linkrt.display()
         );
@@ -145,7 +146,7 @@ pub fn install(prefix: &Path) -> Result<Vec<PathBuf>> {
         println!("[install] {UNIT} installed, not enabled (systemctl enable linkrt-restore)");
     } else {
         println!(
-            "[install] no systemd unit: linkrt has no boot-time `restore` command (the next command repairs state)"
+            "[install] no systemd unit: this linkrt has no `start --restartable` (the boot hook of restart policies)"
         );
     }
     for f in &files {
@@ -226,6 +227,14 @@ fn verify(prefix: &Path, files: &[PathBuf]) -> Result<()> {
         if prefix.join(MAN).join(p).exists() {
             bail!("a man page was written for a hidden command: {p}");
         }
+    }
+    // The boot hook of the restart policies: the unit runs the installed binary.
+    let unit = fs::read_to_string(prefix.join(UNIT)).with_context(|| format!("{UNIT} missing"))?;
+    if !unit.contains(&format!("ExecStart={} start --restartable", linkrt.display())) {
+        bail!(
+            "{UNIT} does not run `{} start --restartable`:\n{unit}",
+            linkrt.display()
+        );
     }
     println!("[install] {} files checked under {}", files.len(), prefix.display());
     Ok(())

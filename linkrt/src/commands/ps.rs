@@ -1,19 +1,24 @@
-use linkrt::{Config, format, lifecycle, state::Status};
+use linkrt::{Config, filter, format, lifecycle, state::Status};
 
 use super::{CmdResult, Failure};
 use crate::cli::PsArgs;
 
 pub fn ps(cfg: &Config, a: PsArgs) -> CmdResult {
-    let mut all = lifecycle::read_snapshot(cfg)?.containers;
+    let filters = filter::Filters::parse(&a.filter).map_err(Failure::cli)?;
+    let everyone = lifecycle::read_snapshot(cfg)?.containers;
+    let mut all: Vec<_> = everyone.iter().filter(|c| filters.keep(c)).cloned().collect();
     all.reverse(); // newest first
     let mut shown: Vec<_> = if a.latest || a.last.is_some() {
         all.into_iter()
             .take(if a.latest { 1 } else { a.last.unwrap_or(1) })
             .collect()
-    } else if a.all {
+    } else if a.all || filters.implies_all() {
         all
     } else {
-        all.into_iter().filter(|c| c.state.status == Status::Running).collect()
+        // Docker lists restarting containers as running ones.
+        all.into_iter()
+            .filter(|c| c.state.status == Status::Running || c.state.restarting)
+            .collect()
     };
     if !a.names.is_empty() {
         shown.retain(|c| {
@@ -30,13 +35,14 @@ pub fn ps(cfg: &Config, a: PsArgs) -> CmdResult {
         return Ok(0);
     }
     match a.format.as_deref() {
-        None | Some("table") => print!("{}", format::ps_table(&shown, truncate)),
+        None | Some("table") => print!("{}", format::ps_table(&shown, &everyone, truncate)),
         Some(f) => {
             let (table, body) = match f.strip_prefix("table ") {
                 Some(b) => (true, b),
                 None => (false, f),
             };
-            let body = body.replace("\\t", "\t");
+            // The CLI's preFormat: spaces trimmed, `\t` and `\n` made real.
+            let body = body.trim_matches(' ').replace("\\t", "\t").replace("\\n", "\n");
             let mut rows: Vec<Vec<String>> = Vec::new();
             if table {
                 let header = body
@@ -49,14 +55,21 @@ pub fn ps(cfg: &Config, a: PsArgs) -> CmdResult {
                 rows.push(header.split('\t').map(String::from).collect());
             }
             for c in &shown {
-                let fields: serde_json::Map<String, serde_json::Value> = format::ps_fields(c, truncate)
+                let fields: serde_json::Map<String, serde_json::Value> = format::ps_fields(c, &everyone, truncate)
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v.into()))
                     .collect();
                 let line = format::render_template(&body, &serde_json::Value::Object(fields)).map_err(Failure::cli)?;
-                rows.push(line.split('\t').map(String::from).collect());
+                if table {
+                    rows.push(line.split('\t').map(String::from).collect());
+                } else {
+                    // Docker prints a non-table template's output as is, tabs kept.
+                    println!("{line}");
+                }
             }
-            print!("{}", format::table(&rows));
+            if table {
+                print!("{}", format::table(&rows));
+            }
         }
     }
     Ok(0)
@@ -73,6 +86,8 @@ fn header_name(field: &str) -> String {
         "Status" => "STATUS",
         "State" => "STATE",
         "Names" => "NAMES",
+        "Labels" => "LABELS",
+        "RestartCount" => "RESTARTS",
         other => other,
     }
     .to_string()

@@ -4,7 +4,7 @@ use linkrt::{
     state::{Lock, Store},
 };
 
-use super::CmdResult;
+use super::{CmdResult, Failure};
 use crate::cli::RunArgs;
 
 /// `run` (create + start) and `create`.
@@ -38,6 +38,9 @@ pub fn run(cfg: &Config, a: RunArgs, start: bool) -> CmdResult {
         read_only: a.read_only,
         volumes: a.volume,
         log_opts: a.log_opt,
+        add_hosts: a.add_host,
+        labels: a.label,
+        restart: a.restart.unwrap_or_default(),
     };
     let store = Store::new(cfg);
     let lock = Lock::acquire(cfg)?;
@@ -48,9 +51,14 @@ pub fn run(cfg: &Config, a: RunArgs, start: bool) -> CmdResult {
         return Ok(0);
     }
     let attach = if a.detach { Attach::Detached } else { Attach::Foreground };
-    let code = lifecycle::start(&store, lock, &mut snap, &mut c, attach)?;
     if a.detach {
+        // Docker's CLI prints the ID once the container exists, before its start: a start
+        // that fails leaves a Created container the user can name.
         println!("{}", c.id);
+        std::io::Write::flush(&mut std::io::stdout()).map_err(|e| Failure {
+            code: 125,
+            msg: format!("writing the container ID: {e}"),
+        })?;
     }
-    Ok(code)
+    Ok(lifecycle::start(&store, lock, &mut snap, &mut c, attach)?)
 }

@@ -9,7 +9,7 @@ use crate::{
     error::{Error, Result},
     image, links, names, oci,
     ports::{self, PortKey},
-    state::{self, Container, Link, Lock, LogOpts, Snapshot, Spec, State, Status, Store},
+    state::{self, Container, Link, Lock, LogOpts, Snapshot, Spec, State, Store},
 };
 
 /// Everything `linkrt run`/`create` accepts.
@@ -45,6 +45,30 @@ pub struct CreateOptions {
     pub read_only: bool,
     pub volumes: Vec<String>,
     pub log_opts: Vec<String>,
+    /// `--add-host NAME:IP`.
+    pub add_hosts: Vec<String>,
+    /// `--label KEY[=VALUE]`.
+    pub labels: Vec<String>,
+    /// `--restart POLICY`.
+    pub restart: String,
+}
+
+/// Docker's CLI `ValidateLabel`, then `ConvertKVStringsToMap` (`KEY` alone is `KEY=`).
+pub fn parse_labels(raw: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut m = std::collections::BTreeMap::new();
+    for l in raw {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        let trimmed = k.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+        let flag = |why: String| Error::user(format!("invalid argument \"{l}\" for \"-l, --label\" flag: {why}"));
+        if trimmed.is_empty() {
+            return Err(flag(format!("invalid label '{l}': empty name")));
+        }
+        if trimmed.contains([' ', '\t', '\n', '\x0b', '\x0c', '\r']) {
+            return Err(flag(format!("label '{trimmed}' contains whitespaces")));
+        }
+        m.insert(k.to_string(), v.to_string());
+    }
+    Ok(m)
 }
 
 fn new_id() -> String {
@@ -94,6 +118,16 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
         .map(|v| oci::options::Volume::parse(v))
         .collect::<Result<Vec<_>>>()?;
     oci::caps::validate(&opts.cap_add, &opts.cap_drop)?;
+    let extra_hosts = opts
+        .add_hosts
+        .iter()
+        .map(|h| super::etc_files::parse_add_host(h))
+        .collect::<Result<Vec<_>>>()?;
+    let labels = parse_labels(&opts.labels)?;
+    let restart = super::restart::RestartPolicy::parse(&opts.restart)?;
+    if opts.auto_remove && !restart.is_none() {
+        return Err(Error::user("Conflicting options: --restart and --rm"));
+    }
     if let Some(h) = &opts.hostname {
         names::validate_hostname(h)?;
     }
@@ -132,8 +166,7 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
         }
         None => names::generate(|n| all.iter().any(|c| c.name == n)),
     };
-    // Environment: image ENV, then --env-file, then -e (Docker's order), last one wins.
-    let mut env = ic.env.clone();
+    // Environment in Docker's order: --env-file, then -e, then the image's ENV not set there.
     let mut user_env = Vec::new();
     for f in &opts.env_files {
         user_env.extend(parse_env_file(f)?);
@@ -141,7 +174,7 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
     for e in &opts.env {
         user_env.extend(parse_env_opt(e)?);
     }
-    links::merge_env(&mut env, &user_env);
+    let env = links::container_env(&user_env, &ic.env);
 
     let mut exposed: Vec<PortKey> = ic.exposed.clone();
     for e in &opts.expose {
@@ -149,27 +182,42 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
     }
     let mut bindings = Vec::new();
     for p in &opts.publish {
-        bindings.extend(ports::parse_publish(p)?);
+        bindings.extend(ports::parse_publish(&ports::convert_long_publish(p)?)?);
     }
     exposed.extend(bindings.iter().map(|b| b.container));
     exposed.sort();
     exposed.dedup();
 
+    // Docker's daemon step (`registerLinks`): the source must exist (running or not: that is
+    // checked at start); a link whose name is already taken under the recipient (a second
+    // source under one alias, or an empty alias naming the recipient itself) is ignored.
     let mut link_list: Vec<Link> = Vec::new();
     for l in &opts.links {
         let (src, alias) = links::parse_link(l)?;
-        let source = state::find_in(all, &src)
-            .map_err(|_| Error::user(format!("could not get container for {src}: No such container: {src}")))?;
-        if source.state.status != Status::Running {
-            return Err(Error::user(format!(
-                "Cannot link to a non running container: /{} AS /{name}/{alias}",
-                source.name
-            )));
+        if src.is_empty() {
+            return Err(Error::user(
+                "could not get container for : invalid name or ID supplied: \"\"",
+            ));
         }
-        link_list.retain(|x| x.alias != alias);
+        let source = state::find_in(all, &src).map_err(|e| {
+            Error::user(format!(
+                "could not get container for {src}: {}",
+                match e {
+                    Error::NoSuchContainer(_) => format!("No such container: {src}"),
+                    e => e.to_string(),
+                }
+            ))
+        })?;
+        let Some(alias) = links::clean_alias(&alias) else {
+            continue;
+        };
+        if link_list.iter().any(|x| x.alias == alias) {
+            continue;
+        }
         link_list.push(Link {
             source_id: source.id.clone(),
             alias,
+            source_name: source.name.clone(),
         });
     }
 
@@ -226,9 +274,13 @@ pub fn create(store: &Store, lock: &Lock, snap: &mut Snapshot, opts: &CreateOpti
             read_only: opts.read_only,
             volumes,
             log,
+            extra_hosts,
+            labels,
+            restart,
         },
         state: State::default(),
         restart_count: 0,
+        restart_backoff_ms: 0,
     };
     store.save(lock, &c)?;
     snap.containers.push(c.clone());

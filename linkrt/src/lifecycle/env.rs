@@ -67,25 +67,31 @@ pub fn parse_env_file(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Parses `-e` values: `KEY=VALUE`, or `KEY` taken from our environment (dropped if unset).
+/// Parses `-e` values (the CLI's `ValidateEnv`): `KEY=VALUE`, or `KEY` taken from our
+/// environment; a `KEY` we do not have stays bare, and unsets KEY in the container.
 pub fn parse_env_opt(raw: &str) -> Result<Option<String>> {
     match raw.split_once('=') {
         Some(("", _)) => Err(Error::user(format!("invalid environment variable: {raw}"))),
         Some(_) => Ok(Some(raw.to_string())),
         None if raw.is_empty() => Err(Error::user("invalid environment variable: ")),
-        None => Ok(std::env::var(raw).ok().map(|v| format!("{raw}={v}"))),
+        None => Ok(Some(match std::env::var(raw) {
+            Ok(v) => format!("{raw}={v}"),
+            Err(_) => raw.to_string(),
+        })),
     }
 }
 
-/// `HostConfig.Links` entries: `/db:/web/db`.
+/// `HostConfig.Links` entries: `/db:/web/db` (a removed source's entry stays, as in Docker).
 pub fn link_strings(c: &Container, all: &[Container]) -> Vec<String> {
     c.spec
         .links
         .iter()
-        .filter_map(|l| {
-            all.iter()
+        .map(|l| {
+            let name = all
+                .iter()
                 .find(|s| s.id == l.source_id)
-                .map(|s| format!("/{}:/{}/{}", s.name, c.name, l.alias))
+                .map_or(l.source_name.as_str(), |s| s.name.as_str());
+            format!("/{name}:/{}/{}", c.name, l.alias)
         })
         .collect()
 }
@@ -150,7 +156,7 @@ pub fn check_exec_size(c: &Container, all: &[Container], args: &[String], env: &
         .iter()
         .filter_map(|l| {
             let src = all.iter().find(|s| s.id == l.source_id)?;
-            let prefix = format!("{}_", l.alias.to_ascii_uppercase().replace('-', "_"));
+            let prefix = format!("{}_", l.short_alias().to_ascii_uppercase().replace('-', "_"));
             let n = env.iter().filter(|e| e.starts_with(&prefix)).count();
             (n > 0).then(|| {
                 format!(

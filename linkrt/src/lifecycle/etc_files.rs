@@ -12,6 +12,44 @@ use crate::{
     state::{Container, Lock, Snapshot, Status, Store},
 };
 
+/// Docker's name for the host's address on the container's network (`--add-host h:host-gateway`).
+pub const HOST_GATEWAY: &str = "host-gateway";
+
+/// Docker's CLI `ValidateExtraHost`: `NAME:IP` or `NAME=IP` (an IPv6 address may be in
+/// brackets, or `host-gateway`); kept as `NAME:IP`, the form `HostConfig.ExtraHosts` shows.
+pub fn parse_add_host(val: &str) -> Result<String> {
+    let flag = |why: String| Error::user(format!("invalid argument \"{val}\" for \"--add-host\" flag: {why}"));
+    let (k, v) = match val.split_once('=').or_else(|| val.split_once(':')) {
+        Some((k, v)) if !k.is_empty() && !k.contains(':') => (k, v),
+        _ => {
+            return Err(flag(format!(
+                "bad format for add-host: {}",
+                crate::format::go_quote(val)
+            )));
+        }
+    };
+    let mut ip = v;
+    if ip != HOST_GATEWAY {
+        if ip.len() > 2 && ip.starts_with('[') && ip.ends_with(']') {
+            ip = &ip[1..ip.len() - 1];
+        }
+        if ip.trim().parse::<std::net::IpAddr>().is_err() {
+            return Err(flag(format!(
+                "invalid IP address in add-host: {}",
+                crate::format::go_quote(ip)
+            )));
+        }
+    }
+    // The name is written into /etc/hosts: no whitespace or control byte in it.
+    if k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(flag(format!(
+            "bad format for add-host: {}",
+            crate::format::go_quote(val)
+        )));
+    }
+    Ok(format!("{k}:{ip}"))
+}
+
 /// The recipient's /etc/hosts from its links' last known IPs.
 pub fn render_hosts(c: &Container, all: &[Container]) -> String {
     let mut entries = Vec::new();
@@ -22,7 +60,7 @@ pub fn render_hosts(c: &Container, all: &[Container]) -> String {
         ) {
             entries.push((
                 ip.to_string(),
-                l.alias.clone(),
+                l.short_alias().to_string(),
                 src.spec.hostname.clone(),
                 src.name.clone(),
             ));
@@ -38,7 +76,24 @@ pub fn render_hosts(c: &Container, all: &[Container]) -> String {
         })
         .collect();
     let own = c.state.ip.map(|i| i.to_string());
-    links::hosts_file(&hl, own.as_deref(), &c.spec.hostname)
+    let gateway = crate::network::Subnet::from_env()
+        .map(|s| s.gateway().to_string())
+        .unwrap_or_default();
+    let extra: Vec<(String, String)> = c
+        .spec
+        .extra_hosts
+        .iter()
+        .filter_map(|e| e.split_once(':'))
+        .map(|(name, ip)| {
+            let ip = if ip == HOST_GATEWAY {
+                gateway.clone()
+            } else {
+                ip.to_string()
+            };
+            (ip, name.to_string())
+        })
+        .collect();
+    links::hosts_file(&extra, &hl, own.as_deref(), &c.spec.hostname)
 }
 
 /// Rewrites a file in place (same inode), so that a bind mount of it sees the new content.

@@ -45,8 +45,10 @@ pub fn apply_exit(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Conta
     r
 }
 
-/// The supervisor's end: the exit is kept in the run directory first, then recorded.
-pub fn finish(cfg: &Config, id: &str, code: i32, oom_killed: bool) -> Result<()> {
+/// The supervisor's end: the exit is kept in the run directory first, then recorded. Returns
+/// the delay after which the restart policy restarts the container (the supervisor waits it,
+/// then calls `restart::restart_now`).
+pub fn finish(cfg: &Config, id: &str, code: i32, oom_killed: bool) -> Result<Option<std::time::Duration>> {
     let e = ExitRecord {
         code,
         oom_killed,
@@ -58,7 +60,7 @@ pub fn finish(cfg: &Config, id: &str, code: i32, oom_killed: bool) -> Result<()>
     let mut snap = store.snapshot()?;
     let Some(mut c) = snap.get(id).cloned() else {
         // Removed meanwhile (`rm -f`): nothing to record.
-        return teardown::remove_if_exists(&exit_path(cfg, id));
+        return teardown::remove_if_exists(&exit_path(cfg, id)).map(|()| None);
     };
     if c.state.status == Status::Dead {
         // The record cannot be written: the exit stays in the run directory for `rm -f`.
@@ -67,5 +69,15 @@ pub fn finish(cfg: &Config, id: &str, code: i32, oom_killed: bool) -> Result<()>
             exit_path(cfg, id).display()
         )));
     }
-    apply_exit(&store, &lock, &mut snap, &mut c, &e)
+    apply_exit(&store, &lock, &mut snap, &mut c, &e)?;
+    if c.spec.auto_remove {
+        return Ok(None);
+    }
+    let delay = super::restart::after_exit(&store, &lock, &mut snap, &mut c)?;
+    if delay.is_some() {
+        // This supervisor waits for the restart: the one to find if it dies meanwhile.
+        c.state.supervisor_pid = std::process::id() as i32;
+        store.save(&lock, &c)?;
+    }
+    Ok(delay)
 }

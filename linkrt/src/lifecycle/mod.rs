@@ -8,10 +8,13 @@ pub mod create;
 pub mod env;
 pub mod etc_files;
 pub mod finish;
+pub mod kill;
 pub mod policy;
 pub mod publish;
 pub mod reconcile;
 pub mod remove;
+pub mod rename;
+pub mod restart;
 pub mod start;
 pub mod stop;
 pub mod teardown;
@@ -19,9 +22,11 @@ pub mod teardown;
 pub use create::{CreateOptions, create};
 pub use env::{link_strings, parse_env_opt, process_env};
 pub use finish::finish;
+pub use kill::{kill, wait};
 pub use reconcile::reconcile;
-pub use remove::remove;
-pub use start::{Attach, start};
+pub use remove::{remove, remove_link};
+pub use rename::rename;
+pub use start::{Attach, check_links, start};
 pub use stop::stop;
 
 use crate::{

@@ -156,6 +156,7 @@ mod tests {
                     .map(|l| Link {
                         source_id: l.repeat(64 / l.len()),
                         alias: l.to_string(),
+                        source_name: l.to_string(),
                     })
                     .collect(),
                 exposed: exposed
@@ -175,6 +176,7 @@ mod tests {
                 ..State::default()
             },
             restart_count: 0,
+            restart_backoff_ms: 0,
         }
     }
 

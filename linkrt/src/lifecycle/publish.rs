@@ -38,6 +38,14 @@ fn rr_path(cfg: &Config) -> std::path::PathBuf {
     cfg.root.join("ports-rr.json")
 }
 
+/// A new endpoint's ID (Docker makes one per start of a container on a network).
+fn endpoint_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// Allocates the host ports of `c`.
 pub fn allocate(cfg: &Config, c: &Container, all: &[Container], local: &[std::net::Ipv4Addr]) -> Result<Vec<Mapping>> {
     let mut bindings = c.spec.port_bindings.clone();
@@ -67,13 +75,26 @@ pub fn allocate(cfg: &Config, c: &Container, all: &[Container], local: &[std::ne
         .and_then(|d| serde_json::from_slice(&d).ok())
         .unwrap_or_default();
     let held = crate::datapath::HostSockets::read()?;
+    // Explicit host ports first, so that an ephemeral choice (-P, `-p 80`) never takes a port
+    // that another binding of the same container names (`-P -p 32772:8080`).
+    bindings.sort_by_key(|b| !(b.host_start != 0 && b.host_start == b.host_end));
     let maps = ports::allocate(
         &bindings,
         &in_use,
         &mut last,
         ports::ephemeral_range(),
         &|ip, p, proto| host_port_free(&held, ip, p, proto, local),
-    )?;
+    )
+    .map_err(|e| {
+        // Docker 28's words: the bridge driver failed to program the endpoint of the start.
+        Error::user(format!(
+            "failed to set up container networking: driver failed programming external connectivity on endpoint {} ({}): {e}",
+            c.name,
+            endpoint_id()
+        ))
+    })?;
+    let mut maps = maps;
+    maps.sort();
     for m in &maps {
         if m.container.proto == Proto::Sctp && m.host_port != m.container.port {
             return Err(Error::user(format!(

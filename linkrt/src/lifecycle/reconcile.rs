@@ -99,6 +99,14 @@ pub fn reconcile(store: &Store, lock: &Lock) -> Result<Snapshot> {
                 );
             }
         }
+        if c.state.restarting && !teardown::pid_alive(c.state.supervisor_pid) {
+            // The supervisor that waited for a restart is gone (a reboot): not restarting.
+            c.state.restarting = false;
+            c.state.supervisor_pid = 0;
+            warn("the record", &id, store.save(lock, &c));
+            upsert(&mut snap, &c);
+            continue;
+        }
         if c.state.status == Status::Running && !teardown::pid_alive(c.state.supervisor_pid) {
             // The supervisor died without a word (killed, a reboot): the container is gone.
             if teardown::pid_alive(c.state.pid)
@@ -166,5 +174,6 @@ pub fn placeholder(id: &str) -> Container {
         spec: Default::default(),
         state: State::default(),
         restart_count: 0,
+        restart_backoff_ms: 0,
     }
 }

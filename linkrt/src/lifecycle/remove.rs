@@ -58,6 +58,13 @@ pub fn remove(cfg: &Config, what: &str, force: bool) -> Result<()> {
             Status::Dead => return remove_dead(&store, &lock, &c, force),
             Status::Running if !force => return Err(running_error(&c)),
             Status::Running => {
+                // No restart policy brings back a container being removed.
+                let mut c = c;
+                c.state.restart_canceled = true;
+                // Best effort: on a full state disk `rm -f` must still work.
+                if let Err(e) = store.save(&lock, &c) {
+                    log::warn!("recording the removal of {}: {e}", c.short_id());
+                }
                 stop::signal(&c, Signal::SIGKILL)?;
                 c
             }
@@ -84,4 +91,52 @@ pub fn remove(cfg: &Config, what: &str, force: bool) -> Result<()> {
         }
         None => Ok(()),
     }
+}
+
+/// `docker rm --link /RECIPIENT/ALIAS`: removes the link (its /etc/hosts line and its policy
+/// entries; the variables of running processes stay, as in Docker). The name is looked up
+/// first, as Docker's `rm` does (a link name resolves to its source): an unknown one is "No
+/// such container", a container's own name "cannot remove the default link name".
+pub fn remove_link(cfg: &Config, what: &str) -> Result<()> {
+    let store = Store::new(cfg);
+    let lock = Lock::acquire(cfg)?;
+    let mut snap = super::reconcile::reconcile(&store, &lock)?;
+    let full = format!("/{}", what.strip_prefix('/').unwrap_or(what));
+    let (parent, _) = full.rsplit_once('/').expect("starts with /");
+    let found = snap.containers.iter().enumerate().find_map(|(i, r)| {
+        let j = r
+            .spec
+            .links
+            .iter()
+            .position(|l| format!("/{}/{}", r.name, l.alias) == full)?;
+        Some((i, j))
+    });
+    let Some((i, j)) = found else {
+        snap.find(what)?;
+        return Err(Error::user(
+            "Conflict, cannot remove the default link name of the container",
+        ));
+    };
+    if parent.is_empty() {
+        return Err(Error::user(
+            "Conflict, cannot remove the default link name of the container",
+        ));
+    }
+    if format!("/{}", snap.containers[i].name) != parent {
+        return Err(Error::user(format!("Cannot get parent {parent} for link name {full}")));
+    }
+    let r = &mut snap.containers[i];
+    let l = r.spec.links.remove(j);
+    if !r.spec.links.iter().any(|x| x.source_id == l.source_id) {
+        r.state.link_ips.remove(&l.source_id);
+    }
+    let r = r.clone();
+    store.save(&lock, &r)?;
+    if r.state.status == Status::Running {
+        super::etc_files::rewrite_in_place(
+            &store.dir(&r.id).join("hosts"),
+            &super::etc_files::render_hosts(&r, &snap.containers),
+        )?;
+    }
+    super::policy::sync(cfg, &snap.containers)
 }

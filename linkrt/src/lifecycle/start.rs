@@ -13,6 +13,9 @@ use crate::{
     state::{self, Container, Lock, MacAddr, Snapshot, State, Status, Store},
 };
 
+/// Docker's exit code of a start that failed before the process ran (`exitUnknown`).
+pub const EXIT_UNKNOWN: i32 = 128;
+
 /// How a start is attached to the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attach {
@@ -50,22 +53,19 @@ fn allocate_ip(snap: &Snapshot, subnet: &network::Subnet, id: &str) -> Result<Ip
         .ok_or_else(|| Error::user("no available IPv4 addresses on this network's address pools: bridge"))
 }
 
-fn check_links(c: &Container, snap: &Snapshot) -> Result<()> {
+/// Docker's `setupLinkedContainers`: every link source must be running (a removed source
+/// counts as not running, its dangling entry kept). Checked at start and exec.
+pub fn check_links(c: &Container, all: &[Container]) -> Result<()> {
     for l in &c.spec.links {
-        match snap.get(&l.source_id) {
-            Some(s) if s.state.status == Status::Running => {}
-            Some(s) => {
-                return Err(Error::user(format!(
-                    "Cannot link to a non running container: /{} AS /{}/{}",
-                    s.name, c.name, l.alias
-                )));
-            }
-            None => {
-                return Err(Error::user(format!(
-                    "could not get container for {}: No such container: {}",
-                    l.alias, l.source_id
-                )));
-            }
+        let (name, running) = match all.iter().find(|s| s.id == l.source_id) {
+            Some(s) => (s.name.as_str(), s.state.status == Status::Running),
+            None => (l.source_name.as_str(), false),
+        };
+        if !running {
+            return Err(Error::user(format!(
+                "Cannot link to a non running container: /{name} AS /{}/{}",
+                c.name, l.alias
+            )));
         }
     }
     Ok(())
@@ -74,7 +74,7 @@ fn check_links(c: &Container, snap: &Snapshot) -> Result<()> {
 /// Sets up the network, the files, the root and the bundle of `c`. On error everything made
 /// here is undone.
 pub fn prepare(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Container) -> Result<()> {
-    check_links(c, snap)?;
+    check_links(c, &snap.containers)?;
     let env = super::env::process_env(c, &snap.containers, c.spec.tty);
     super::env::check_exec_size(c, &snap.containers, &c.spec.cmd, &env)?;
     let r = prepare_inner(store, lock, snap, c);
@@ -157,9 +157,14 @@ pub fn start(store: &Store, lock: Lock, snap: &mut Snapshot, c: &mut Container, 
     }
     policy::apply_env(&store.cfg, &lock)?;
     if let Err(e) = prepare(store, &lock, snap, c) {
-        // Recorded as Docker records a failed start: Created, with the code and the error.
-        if let Error::Start { code, msg } = &e {
-            mark_start_failed(store, &lock, snap, c, *code, msg)?;
+        // Recorded as Docker records a failed start: Created, with the error and the exit
+        // code (the process's 126/127, else Docker's exitUnknown, 128).
+        let code = match &e {
+            Error::Start { code, .. } => *code,
+            _ => EXIT_UNKNOWN,
+        };
+        if let Err(m) = mark_start_failed(store, &lock, snap, c, code, &e.to_string()) {
+            log::warn!("recording the failed start of {}: {m}", c.short_id());
         }
         return Err(e);
     }
@@ -195,8 +200,9 @@ pub fn start(store: &Store, lock: Lock, snap: &mut Snapshot, c: &mut Container, 
             ),
         ),
     };
-    mark_start_failed(store, &lock, snap, c, code, &msg)?;
-    Err(Error::Start { code, msg })
+    let e = Error::Start { code, msg };
+    mark_start_failed(store, &lock, snap, c, code, &e.to_string())?;
+    Err(e)
 }
 
 /// Records a start: running, with its PIDs.
@@ -213,6 +219,9 @@ pub fn mark_running(
     c.state.supervisor_pid = supervisor;
     c.state.exit_code = 0;
     c.state.oom_killed = false;
+    c.state.manually_stopped = false;
+    c.state.restarting = false;
+    c.state.restart_canceled = false;
     c.state.error.clear();
     c.state.started_at = Some(state::now_rfc3339());
     c.state.finished_at = None;
@@ -223,7 +232,7 @@ pub fn mark_running(
 }
 
 /// Undoes a failed start: network and process removed, policy resynced at once, status
-/// `Created` with the exit code and error. Removes the container when it was run with `--rm`.
+/// `Created` (or `Exited` for a container that ran before) with the exit code and error. Removes the container when it was run with `--rm`.
 pub fn mark_start_failed(
     store: &Store,
     lock: &Lock,
@@ -233,9 +242,14 @@ pub fn mark_start_failed(
     msg: &str,
 ) -> Result<()> {
     let r = teardown::network(&store.cfg, c).and(teardown::process(&store.cfg, c));
+    // Docker's state word: `created` until a start succeeded once, `exited` after.
+    let ran = c.state.started_at.is_some();
     c.state = State {
+        status: if ran { Status::Exited } else { Status::Created },
         exit_code: code,
         error: msg.to_string(),
+        started_at: c.state.started_at.take(),
+        finished_at: c.state.finished_at.take(),
         ..State::default()
     };
     if c.spec.auto_remove {

@@ -13,10 +13,18 @@ use crate::{
 
 /// Sends `sig` to the container's PID 1 (caller holds the lock).
 pub fn signal(c: &Container, sig: Signal) -> Result<()> {
+    signal_raw(c, sig as i32)
+}
+
+/// Sends signal number `sig` (real-time ones included) to the container's PID 1.
+pub fn signal_raw(c: &Container, sig: i32) -> Result<()> {
     if !pid_alive(c.state.pid) {
         return Ok(());
     }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.state.pid), sig) {
+    // SAFETY: kill(2) with a PID and a signal number has no memory effects.
+    let r = unsafe { libc::kill(c.state.pid, sig) };
+    let r = if r == 0 { Ok(()) } else { Err(nix::errno::Errno::last()) };
+    match r {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
         Err(e) => Err(Error::io(
             "signalling",
@@ -47,9 +55,24 @@ pub fn stop(cfg: &Config, what: &str, timeout: u64) -> Result<()> {
     let c = {
         let lock = Lock::acquire(cfg)?;
         let snap = super::reconcile::reconcile(&store, &lock)?;
-        let c = snap.find(what)?.clone();
+        let mut c = snap.find(what)?.clone();
+        if c.state.restarting {
+            // Docker cancels the restart manager: the container stays stopped.
+            c.state.restarting = false;
+            c.state.manually_stopped = true;
+            store.save(&lock, &c)?;
+            return Ok(());
+        }
         if !c.can_stop() {
             return Ok(());
+        }
+        // Docker's HasBeenManuallyStopped, and the restart manager canceled: no restart
+        // policy restarts this exit.
+        c.state.manually_stopped = true;
+        c.state.restart_canceled = true;
+        // Best effort: on a full state disk `stop` must still work.
+        if let Err(e) = store.save(&lock, &c) {
+            log::warn!("recording the stop of {}: {e}", c.short_id());
         }
         signal(&c, Signal::SIGTERM)?;
         c

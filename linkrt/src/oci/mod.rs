@@ -51,10 +51,14 @@ fn seccomp_filter(c: &Container, caps: &BTreeSet<String>) -> Result<Option<Linux
     seccomp::to_oci(&profile, &caps, &seccomp::Host::current()).map(Some)
 }
 
-/// Adds `HOME` from the user's passwd entry when the environment has none (Docker's rule).
+/// Sets `HOME` from the user's passwd entry when the environment has none or an empty one
+/// (runc's rule, `os.Getenv("HOME") == ""`: `-e HOME=` still gets `/root`), in place.
 fn with_home(mut env: Vec<String>, home: &str) -> Vec<String> {
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", if home.is_empty() { "/" } else { home }));
+    let home = format!("HOME={}", if home.is_empty() { "/" } else { home });
+    match env.iter().position(|e| e.starts_with("HOME=")) {
+        Some(i) if env[i] == "HOME=" => env[i] = home,
+        Some(_) => {}
+        None => env.push(home),
     }
     env
 }

@@ -109,7 +109,20 @@ pub fn supervise_main(cfg: &Config, id: &str) -> i32 {
         unsafe { StdUnixStream::from_raw_fd(ATTACH_FD) }
     });
     match supervise(cfg, &store, id, &mut report, attach) {
-        Ok(()) => 0,
+        Ok(None) => 0,
+        Ok(Some(delay)) => {
+            // The restart policy's restart, once every resource of this run is released:
+            // through the normal start path (a new supervisor); this one then ends.
+            drop(report);
+            std::thread::sleep(delay);
+            match lifecycle::restart::restart_now(cfg, id) {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::error!("restarting {id}: {e}");
+                    1
+                }
+            }
+        }
         Err(e) => {
             log::error!("supervisor of {id}: {e}");
             // Tell the starting command, if it still waits; it records the failure.
@@ -138,7 +151,13 @@ enum Io {
     },
 }
 
-fn supervise(cfg: &Config, store: &Store, id: &str, report: &mut File, attach: Option<StdUnixStream>) -> Result<()> {
+fn supervise(
+    cfg: &Config,
+    store: &Store,
+    id: &str,
+    report: &mut File,
+    attach: Option<StdUnixStream>,
+) -> Result<Option<Duration>> {
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::io("prctl", "PR_SET_CHILD_SUBREAPER", e.into()))?;
     let c = store.load(id)?;
     let rt = Runtime::for_container(cfg, &c.spec.runtime)?;
@@ -185,6 +204,7 @@ fn supervise(cfg: &Config, store: &Store, id: &str, report: &mut File, attach: O
             }
             return (Report::Failed { code, msg })
                 .write(report)
+                .map(|()| None)
                 .map_err(|e| Error::io("writing", "the start report", e));
         }
     };
@@ -228,16 +248,20 @@ fn supervise(cfg: &Config, store: &Store, id: &str, report: &mut File, attach: O
     if let Err(e) = rt.delete(id, true) {
         log::error!("{e}");
     }
-    if let Err(e) = lifecycle::finish(cfg, id, code, oom) {
-        log::error!("recording the exit of {id} (code {code}): {e}");
-    }
+    let restart = match lifecycle::finish(cfg, id, code, oom) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("recording the exit of {id} (code {code}): {e}");
+            None
+        }
+    };
     if let Some(mut a) = attach {
         // The client may be gone (killed, or its terminal closed): nothing to do then.
         if let Err(e) = std::io::Write::write_all(&mut a, &Frame::Exit(code).to_bytes()) {
             log::info!("attached client gone: {e}");
         }
     }
-    Ok(())
+    Ok(restart)
 }
 
 /// Docker's exit code of a wait status (128 + signal when killed).

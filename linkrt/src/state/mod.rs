@@ -216,7 +216,20 @@ impl<'de> Deserialize<'de> for MacAddr {
 pub struct Link {
     /// The source's ID (links follow renames, as in Docker).
     pub source_id: String,
+    /// The link's name under the recipient's (`db`, or `a/b` for `--link src:a/b`): Docker's
+    /// `/<recipient>/<alias>`.
     pub alias: String,
+    /// The source's name, kept for a link whose source was removed (Docker keeps the dangling
+    /// entry in `HostConfig.Links`, and a start says which source is missing).
+    #[serde(default)]
+    pub source_name: String,
+}
+
+impl Link {
+    /// The alias's last path element: the variables' prefix and the /etc/hosts name.
+    pub fn short_alias(&self) -> &str {
+        crate::links::short_alias(&self.alias)
+    }
 }
 
 /// What the container was created with; fixed for its lifetime.
@@ -233,7 +246,8 @@ pub struct Spec {
     #[serde(default)]
     pub entrypoint_len: usize,
     pub workdir: String,
-    /// Image ENV followed by -e/--env-file, `KEY=VALUE`, deduplicated (last wins).
+    /// Docker's `Config.Env`: `--env-file` and `-e` entries as given (a bare `KEY` unsets
+    /// KEY), then the image's ENV entries whose key they do not set.
     pub env: Vec<String>,
     /// Exposed ports (image EXPOSE, --expose, and published ports).
     pub exposed: Vec<PortKey>,
@@ -265,6 +279,15 @@ pub struct Spec {
     /// `--log-opt`: the size cap of the container's logs.
     #[serde(default)]
     pub log: LogOpts,
+    /// `--add-host`: `NAME:IP` (or `NAME:host-gateway`), in the order given.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    /// `--label`: Docker's `Config.Labels`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `--restart`.
+    #[serde(default)]
+    pub restart: crate::lifecycle::restart::RestartPolicy,
 }
 
 /// Docker's json-file `max-size`/`max-file`, applied to each of stdout.log and stderr.log.
@@ -303,6 +326,16 @@ pub struct State {
     pub link_ips: BTreeMap<String, Ipv4Addr>,
     /// The kernel's OOM killer acted in the container's memory cgroup before it exited.
     pub oom_killed: bool,
+    /// Docker's `HasBeenManuallyStopped`: set by `stop` and `kill`, cleared by a start.
+    #[serde(default)]
+    pub manually_stopped: bool,
+    /// Waiting for its restart policy's restart (Docker's `Restarting`); the waiting
+    /// supervisor is `supervisor_pid`.
+    #[serde(default)]
+    pub restarting: bool,
+    /// Set by `stop`: Docker cancels the restart manager, no policy restarts this exit.
+    #[serde(default)]
+    pub restart_canceled: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -312,7 +345,11 @@ pub struct Container {
     pub created: String,
     pub spec: Spec,
     pub state: State,
+    /// Restarts by the restart policy since the last start by hand (Docker's `RestartCount`).
     pub restart_count: u32,
+    /// The restart manager's current delay (ms; 0: none yet).
+    #[serde(default)]
+    pub restart_backoff_ms: u64,
 }
 
 impl Container {
@@ -514,6 +551,7 @@ fn dead(id: &str, why: &str, e: Option<&index::Entry>) -> Container {
             ..State::default()
         },
         restart_count: 0,
+        restart_backoff_ms: 0,
     }
 }
 
