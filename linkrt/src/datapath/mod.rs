@@ -15,9 +15,12 @@ mod maps;
 mod settings;
 
 pub use events::{DatapathEvent, EventReader};
-pub use health::{Health, Missing, Wanted, WantedEndpoint, check, heal};
+pub use health::{Health, Missing, Wanted, WantedEndpoint, check, heal, uplinks};
 pub use loader::{Datapath, Hook, Role, attached_interfaces, detach, ensure_bpffs, netns_cookie, object};
-pub use maps::{PolicyState, Stat, map_len, publish, set_local_addrs, stats, sync_policy, unpublish};
+pub use maps::{
+    PolicyState, Stat, forget_flows, map_len, publish, publish_one, published, set_local_addrs, stats, sync_policy,
+    unpublish, unpublish_one,
+};
 pub use settings::{GatewayMode, bridge_mac, gateway_mode, saved_gateway_mode};
 
 #[cfg(test)]
