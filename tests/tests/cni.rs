@@ -69,6 +69,44 @@ fn records(h: &Host) -> Vec<String> {
     v
 }
 
+/// The host veths of the plugin's attachments (name, ifindex), from the records.
+fn cni_veths(h: &Host) -> Vec<(String, u32)> {
+    records(h)
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&std::fs::read(h.t.cfg.root.join("cni").join(r)).unwrap()).unwrap();
+            (
+                v["host_veth"].as_str().unwrap().to_string(),
+                v["host_ifindex"].as_u64().unwrap() as u32,
+            )
+        })
+        .collect()
+}
+
+/// Tracked flows: (key, the ifindex the entry delivers to).
+fn ct_entries(h: &Host) -> Vec<(linkrt_common::ct::CtKey, u32)> {
+    use linkrt_common::ct::{CtEntry, CtKey};
+    let p = h.t.cfg.maps_dir().join(maps::CT);
+    let m: HashMap<MapData, CtKey, CtEntry> =
+        HashMap::try_from(aya::maps::Map::LruHashMap(MapData::from_pin(&p).unwrap())).unwrap();
+    m.iter().filter_map(|r| r.ok()).map(|(k, e)| (k, e.ifindex)).collect()
+}
+
+/// The name (as the kernel keeps it: 15 bytes) of the program on `ifname`'s pinned ingress link.
+fn program_on(h: &Host, ifname: &str) -> String {
+    use aya::programs::links::{FdLink, PinnedLink};
+    let pin = h.t.cfg.links_dir().join(format!("{ifname}_in"));
+    let id = FdLink::from(PinnedLink::from_pin(&pin).unwrap())
+        .info()
+        .unwrap()
+        .program_id();
+    aya::programs::loaded_programs()
+        .flatten()
+        .find(|p| p.id() == id)
+        .and_then(|p| p.name_as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn links_pinned(h: &Host) -> Vec<String> {
     linkrt::datapath::attached_interfaces(&h.t.cfg)
 }
@@ -606,4 +644,69 @@ fn same_reachability_as_debians_portmap() {
         results[1]
     );
     assert_eq!(who_answered(&results[1]), expected(), "{:#?}", results[1]);
+}
+
+/// The plugin and the CLI share one datapath: a port the CLI published is refused to a pod
+/// (and the other way round the CLI leaves the pods' veths, entries and flows alone).
+#[test]
+fn shares_the_datapath_with_the_linkrt_cli() {
+    let h = Host::new();
+    let mut s = Scenario::new(&h, linkrt_cni_plugin);
+    // Flows through the pods' veths (hairpin), before the CLI does anything.
+    let before = s.reachability();
+    assert_eq!(who_answered(&before), expected(), "{before:#?}");
+    let veths = cni_veths(&h);
+    assert_eq!(veths.len(), 2);
+    let pod_flows = |h: &Host| {
+        ct_entries(h)
+            .into_iter()
+            .filter(|(_, i)| veths.iter().any(|v| v.1 == *i))
+            .count()
+    };
+    let flows = pod_flows(&h);
+    assert!(flows > 0, "hairpin made no flow through a pod's veth");
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "7000:5000",
+        "training/webapp",
+        "python",
+        "app.py",
+    ]);
+    // The CLI attached its uplink programs elsewhere: the pods' veths keep the container
+    // programs, and its policy sync kept their flows.
+    for (v, _) in &veths {
+        assert_eq!(program_on(&h, v), "lrt_from_contai", "{v}");
+    }
+    assert_eq!(pod_flows(&h), flows);
+    let hello = eventually(20, || s.client.curl(&format!("http://{HOST_IP}:7000/")));
+    assert_eq!(hello, "Hello world!");
+    // The CLI's start attached its programs to the uplinks, not to the pods' veths, and its
+    // policy sync kept the pods' entries: the pods answer as before.
+    let got = s.reachability();
+    assert_eq!(who_answered(&got), expected(), "{got:#?}");
+    s.rt.check(&s.at_a)
+        .unwrap_or_else(|o| panic!("CHECK A after the CLI: {o:?}"));
+    // A pod may not take the CLI's port.
+    let pod_c = NetNs::new("lrt-podc");
+    let at_c = attachment(&pod_c, "podc2", vec![mapping(7000, 80, "tcp", "")]);
+    let o = s.rt.add(&at_c).expect_err("the CLI's port must be refused");
+    assert_eq!(o.error_code(), 100, "{o:?}");
+    assert!(
+        o.json()["details"].as_str().unwrap().contains("published by linkrt"),
+        "{o:?}"
+    );
+    s.rt.del(&at_c).unwrap_or_else(|o| panic!("{o:?}"));
+    h.ok(&["rm", "-f", "web"]);
+    assert_eq!(
+        tcp_in(&s.client.ns, HOST_IP, 8080).as_deref(),
+        Some(format!("a {CLIENT_IP}").as_str())
+    );
+    for at in [s.at_a.clone(), s.at_b.clone()] {
+        s.rt.del(&at).unwrap_or_else(|o| panic!("DEL: {o:?}"));
+    }
+    assert!(portmap(&h).is_empty(), "{:?}", portmap(&h));
 }
