@@ -630,6 +630,17 @@ fn same_reachability_as_debians_portmap() {
                 }
             }
             let mut s = s;
+            // A third pod asking for pod A's host port: portmap takes it (last write wins),
+            // linkrt-cni refuses it.
+            let pod_c = NetNs::new("lrt-podc");
+            let at_c = attachment(&pod_c, "podc3", vec![mapping(8080, 80, "tcp", "")]);
+            let taken = s.rt.add(&at_c);
+            if ours {
+                assert_eq!(taken.expect_err("linkrt-cni refuses a taken port").error_code(), 100);
+            } else {
+                taken.unwrap_or_else(|o| panic!("portmap accepts a taken port: {o:?}"));
+            }
+            s.rt.del(&at_c).unwrap_or_else(|o| panic!("DEL C: {o:?}"));
             for at in [s.at_a.clone(), s.at_b.clone()] {
                 s.rt.del(&at).unwrap_or_else(|o| panic!("DEL: {o:?}"));
             }
@@ -709,4 +720,78 @@ fn shares_the_datapath_with_the_linkrt_cli() {
         s.rt.del(&at).unwrap_or_else(|o| panic!("DEL: {o:?}"));
     }
     assert!(portmap(&h).is_empty(), "{:?}", portmap(&h));
+}
+
+/// Runtimes set up many pods at once: parallel ADDs and DELs through the chain serialize on
+/// the state dir's lock, and every attachment ends with exactly its own entries.
+#[test]
+fn parallel_adds_and_dels_keep_every_owner_apart() {
+    let h = Host::new();
+    let _client = Client::new(&h);
+    let ipam = TempDir::new("linkrt-cni-ipam");
+    let base = Runtime::new(&h, conflist(&bridge_name(), &ipam.path, linkrt_cni_plugin(&h)));
+    let conflist = base.conflist.clone();
+    const N: u16 = 6;
+    let pods: Vec<NetNs> = (0..N).map(|_| NetNs::new("lrt-podp")).collect();
+    let ats: Vec<Attachment> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let i = i as u16;
+            attachment(
+                ns,
+                &format!("par{i}x{}", rand_suffix(6)),
+                vec![mapping(8100 + i, 80, "tcp", ""), mapping(8200 + i, 53, "udp", "")],
+            )
+        })
+        .collect();
+    let results: Vec<Value> = std::thread::scope(|sc| {
+        let hs: Vec<_> = ats
+            .iter()
+            .map(|at| {
+                let c = conflist.clone();
+                let h = &h;
+                sc.spawn(move || {
+                    let mut rt = Runtime::new(h, c);
+                    rt.add(at)
+                        .unwrap_or_else(|o| panic!("parallel ADD {}: {o:?}", at.container_id))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut want = BTreeSet::new();
+    for (i, r) in results.iter().enumerate() {
+        let ip: Ipv4Addr = pod_ip(r).parse().unwrap();
+        let i = i as u16;
+        want.insert((Ipv4Addr::UNSPECIFIED, 8100 + i, 6, ip, 80));
+        want.insert((Ipv4Addr::UNSPECIFIED, 8200 + i, 17, ip, 53));
+    }
+    assert_eq!(portmap(&h), want);
+    assert_eq!(records(&h).len(), N as usize);
+    for v in cni_veths(&h) {
+        assert_eq!(program_on(&h, &v.0), "lrt_from_contai", "{v:?}");
+    }
+    // Half of them go, in parallel: the others keep theirs.
+    std::thread::scope(|sc| {
+        for (at, r) in ats.iter().zip(&results).step_by(2) {
+            let c = conflist.clone();
+            let h = &h;
+            sc.spawn(move || {
+                let mut rt = Runtime::new(h, c);
+                rt.cache.insert((at.container_id.clone(), at.ifname.clone()), r.clone());
+                rt.del(at).unwrap_or_else(|o| panic!("parallel DEL: {o:?}"));
+            });
+        }
+    });
+    let left: BTreeSet<Entry> = want.iter().filter(|e| ((e.1 - 8100) % 100) % 2 == 1).copied().collect();
+    assert_eq!(portmap(&h), left);
+    assert_eq!(records(&h).len(), (N / 2) as usize);
+    let mut rt = Runtime::new(&h, conflist.clone());
+    for (at, r) in ats.iter().zip(&results).skip(1).step_by(2) {
+        rt.cache.insert((at.container_id.clone(), at.ifname.clone()), r.clone());
+        rt.del(at).unwrap_or_else(|o| panic!("DEL: {o:?}"));
+    }
+    assert!(portmap(&h).is_empty());
+    assert!(records(&h).is_empty());
 }
