@@ -266,14 +266,19 @@ pub fn add(args: &Args) -> Result<CNIResult, Error> {
     let w = who(args)?;
     let ns = require_netns(args)?;
     let ip = container_ip(&prev, w.ifname, ns)?;
-    if ports.is_empty() {
-        // Nothing to publish: nothing is made, nothing is recorded (DEL and CHECK find no record).
-        return Ok(prev);
-    }
-    let (veth, ifindex) = host_veth(&prev, w.ifname, ns)?;
     let (st, lock) = store(&o);
     let lock = lock?;
     let others = others_than(st.all().map_err(sys)?, &w);
+    if ports.is_empty() {
+        // Nothing to publish: nothing is made, nothing is recorded (DEL and CHECK find no
+        // record); what an earlier ADD of the same attachment made goes.
+        if let Some(old) = st.get(w.network, w.container_id, w.ifname).map_err(sys)? {
+            undo(&o, &old, &others)?;
+            st.remove(&lock, w.network, w.container_id, w.ifname).map_err(sys)?;
+        }
+        return Ok(prev);
+    }
+    let (veth, ifindex) = host_veth(&prev, w.ifname, ns)?;
     let me = Attachment {
         network: w.network.into(),
         container_id: w.container_id.into(),

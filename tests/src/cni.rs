@@ -151,7 +151,12 @@ impl<'h> Runtime<'h> {
             .stderr(Stdio::piped());
         let mut child = c.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let mut si = child.stdin.take().unwrap();
-        si.write_all(stdin).unwrap();
+        // A plugin may exit without reading stdin (VERSION, an early error): not the runtime's error.
+        if let Err(e) = si.write_all(stdin)
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            panic!("writing the config to {}: {e}", bin.display());
+        }
         drop(si);
         let o = child.wait_with_output().unwrap();
         PluginOut {

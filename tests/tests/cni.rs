@@ -485,7 +485,15 @@ fn add_publishes_and_del_removes_only_its_own_entries() {
         assert_eq!(o.code, 0, "{o:?}");
     }
     assert_eq!(portmap(&h), [(Ipv4Addr::UNSPECIFIED, 9090, 6, ip_b, 80)].into());
-    let at_b = s.at_b.clone();
+    // ADD again without port mappings: what the earlier ADD published goes, prevResult passes.
+    let mut at_b = s.at_b.clone();
+    let prev_b = s.rt.cache[&(at_b.container_id.clone(), "eth0".to_string())].clone();
+    at_b.capability_args.clear();
+    let o = s.rt.run_plugin("ADD", &plugin, &at_b, Some(&prev_b));
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.json()["ips"], prev_b["ips"], "prevResult passed through");
+    assert!(portmap(&h).is_empty());
+    assert!(records(&h).is_empty());
     s.rt.del(&at_b).unwrap_or_else(|o| panic!("DEL pod B: {o:?}"));
     assert!(portmap(&h).is_empty());
     assert!(records(&h).is_empty());
