@@ -1,6 +1,7 @@
 //! Helpers for linkrt's privileged tests: private network namespaces, private bpffs mounts,
 //! crafted packets. Every name is random so that parallel runs never collide, and every guard
 //! cleans up on drop (also when the test panics).
+pub mod cni;
 pub mod pkt;
 
 use std::{

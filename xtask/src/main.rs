@@ -152,7 +152,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             // --no-fail-fast: one failing test binary must not hide the others' results.
             let mut cmd = as_root("cargo", &["test".into(), "--workspace".into(), "--no-fail-fast".into()]);
-            cmd.args(&args).env("LINKRT_BIN", &bin).current_dir(&root);
+            cmd.args(&args)
+                .env("LINKRT_BIN", &bin)
+                .env("LINKRT_CNI_BIN", root.join("target/debug/linkrt-cni"))
+                .current_dir(&root);
             total.add(&run_tests(cmd)?);
             if args.is_empty() {
                 let mut suites = vec!["-p".to_string(), "linkrt-tests".into()];
@@ -320,7 +323,9 @@ fn on_kernel(
             args.extend(test_args.iter().cloned());
         }
         let mut cmd = as_root("cargo", &args);
-        cmd.env("LINKRT_BIN", &bin).current_dir(&root);
+        cmd.env("LINKRT_BIN", &bin)
+            .env("LINKRT_CNI_BIN", root.join("target/debug/linkrt-cni"))
+            .current_dir(&root);
         return run_tests(cmd).unwrap_or_else(|e| {
             println!("kernel host: {e:#}");
             Tally {

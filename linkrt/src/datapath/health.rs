@@ -65,7 +65,7 @@ impl Wanted {
         let uplinks = if endpoints.is_empty() {
             Vec::new()
         } else {
-            network::system().uplinks()?
+            uplinks(cfg, network::system().as_ref())?
         };
         Ok(Wanted {
             endpoints,
@@ -73,6 +73,17 @@ impl Wanted {
             cgroup: cfg.cgroup_dir(),
         })
     }
+}
+
+/// The host's uplinks as the datapath sees them: every interface but loopback, linkrt's
+/// bridge and its ports, and the container veths of `linkrt-cni` attachments.
+pub fn uplinks(cfg: &Config, net: &dyn network::Network) -> Result<Vec<String>> {
+    let cni = crate::state::cni::host_veths(cfg);
+    Ok(net
+        .uplinks()?
+        .into_iter()
+        .filter(|u| !cni.iter().any(|(v, _)| v == u))
+        .collect())
 }
 
 /// A piece of the datapath that is not there.

@@ -9,7 +9,7 @@ use linkrt_common::{
     maps,
     nat::{BIND_IPS_LEN, Backend, PortKey},
     policy::{Endpoint, PolicyKey},
-    user::{ip_be, mac_config, subnet_config},
+    user::{ip_be, ip_of, mac_config, subnet_config},
 };
 
 use super::batch;
@@ -197,6 +197,53 @@ pub fn unpublish(cfg: &Config, mappings: &[Mapping], ip: Option<&str>) -> Result
     Ok(done)
 }
 
+/// The backend of one published host endpoint (`0.0.0.0` = every host address), if any.
+pub fn published(cfg: &Config, host_ip: Ipv4Addr, port: u16, proto: u8) -> Result<Option<(Ipv4Addr, u16)>> {
+    let pm = Pinned::new(cfg).hash::<PortKey, Backend>(maps::PORTMAP)?;
+    match pm.get(&PortKey::new(host_ip, port, proto), 0) {
+        Ok(b) => Ok(Some((ip_of(b.ip), u16::from_be(b.port)))),
+        Err(MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(map_err(maps::PORTMAP)(e)),
+    }
+}
+
+/// Publishes one host endpoint to `backend` (replacing what was there).
+pub fn publish_one(cfg: &Config, host_ip: Ipv4Addr, port: u16, proto: u8, backend: (Ipv4Addr, u16)) -> Result<()> {
+    let mut pm = Pinned::new(cfg).hash::<PortKey, Backend>(maps::PORTMAP)?;
+    pm.insert(
+        PortKey::new(host_ip, port, proto),
+        Backend::new(backend.0, backend.1),
+        0,
+    )
+    .map_err(map_err(maps::PORTMAP))
+}
+
+/// Removes one host endpoint, only while it still goes to `backend` (an entry somebody else
+/// wrote since is theirs). True if it was removed.
+pub fn unpublish_one(cfg: &Config, host_ip: Ipv4Addr, port: u16, proto: u8, backend: (Ipv4Addr, u16)) -> Result<bool> {
+    let mut pm = Pinned::new(cfg).hash::<PortKey, Backend>(maps::PORTMAP)?;
+    let k = PortKey::new(host_ip, port, proto);
+    match pm.get(&k, 0) {
+        Ok(b) if b == Backend::new(backend.0, backend.1) => {}
+        Ok(_) | Err(MapError::KeyNotFound) => return Ok(false),
+        Err(e) => return Err(map_err(maps::PORTMAP)(e)),
+    }
+    match pm.remove(&k) {
+        Ok(()) => Ok(true),
+        Err(MapError::KeyNotFound) => Ok(false),
+        Err(e) => Err(map_err(maps::PORTMAP)(e)),
+    }
+}
+
+/// Forgets every tracked flow to, from or translated to `ip` (a container that went away).
+pub fn forget_flows(cfg: &Config, ip: Ipv4Addr) -> Result<()> {
+    let ip = ip_be(ip);
+    let mut ct = Pinned::new(cfg).hash::<CtKey, CtEntry>(maps::CT)?;
+    remove_where(&mut ct, maps::CT, |k, e| {
+        k.saddr == ip || k.daddr == ip || (e.kind == CT_DNAT && e.addr == ip)
+    })
+}
+
 /// Replaces the set of the host's own addresses (for 0.0.0.0 mappings).
 pub fn set_local_addrs(cfg: &Config, addrs: &[Ipv4Addr]) -> Result<()> {
     let mut la = Pinned::new(cfg).hash::<u32, u32>(maps::LOCAL_ADDRS)?;
@@ -268,7 +315,10 @@ pub fn sync_policy(cfg: &Config, st: &PolicyState) -> Result<()> {
     let (net, mask, gw) = (s as u32, (s >> 32) as u32, p.get_config(CONFIG_GATEWAY)? as u32);
     let bridge = |a: u32| mask != 0 && a & mask == net && a != gw;
     let live = |a: u32| ips.iter().any(|(ip, _)| *ip == a);
-    let ifs: Vec<u32> = ips.iter().map(|(_, i)| *i).collect();
+    // The veths of `linkrt-cni` attachments are not linkrt's containers, and their flows are
+    // not stale.
+    let cni: Vec<u32> = crate::state::cni::host_veths(cfg).into_iter().map(|(_, i)| i).collect();
+    let ifs: Vec<u32> = ips.iter().map(|(_, i)| *i).chain(cni).collect();
     let allowed = |k: &CtKey| {
         let port = |p: u16| if k.proto == 1 { 0 } else { p };
         pol.iter().any(|(pk, _)| {

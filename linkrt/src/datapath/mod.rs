@@ -26,12 +26,15 @@ pub mod sizes;
 pub use debug_log::DebugLog;
 pub use events::{DatapathEvent, EventReader};
 pub use features::{AttachMode, Features};
-pub use health::{Health, Missing, Wanted, WantedEndpoint, check, heal};
+pub use health::{Health, Missing, Wanted, WantedEndpoint, check, heal, uplinks};
 pub use host_sockets::HostSockets;
 pub use loader::{
     Datapath, Hook, Role, attached_interfaces, detach, ensure_bpffs, netns_cookie, object, tcx_interfaces, verify,
 };
-pub use maps::{Batched, PolicyState, Stat, map_len, publish, set_local_addrs, stats, sync_policy, unpublish};
+pub use maps::{
+    Batched, PolicyState, Stat, forget_flows, map_len, publish, publish_one, published, set_local_addrs, stats,
+    sync_policy, unpublish, unpublish_one,
+};
 pub use settings::{GatewayMode, bridge_mac, gateway_mode, saved_gateway_mode};
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ fn prepare_inner(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Contai
     })?;
     let mut dp = bpf::Datapath::load(cfg)?;
     dp.attach(&veth, bpf::Role::Container)?;
-    for up in net.uplinks()? {
+    for up in bpf::uplinks(cfg, net.as_ref())? {
         dp.attach(&up, bpf::Role::Uplink)?;
     }
     bpf::set_local_addrs(cfg, &local)?;

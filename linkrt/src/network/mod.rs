@@ -4,7 +4,7 @@
 //! plus the subnet and the names linkrt gives things.
 pub mod fake;
 pub mod netlink;
-mod netns;
+pub mod netns;
 
 use std::{net::Ipv4Addr, path::PathBuf};
 

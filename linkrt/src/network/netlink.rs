@@ -468,6 +468,32 @@ impl Network for Netlink {
     }
 }
 
+/// The ifindex, in the calling thread's namespace, of the peer of the veth `ifname` inside
+/// the network namespace at `netns` (`IFLA_LINK`); `None` when `ifname` is not there or is
+/// not a veth.
+pub fn veth_peer_index(netns_path: &std::path::Path, ifname: &str) -> Result<Option<u32>> {
+    let ns = netns::open(netns_path)?;
+    netns::run_in(&ns, netns_path, || {
+        let h = Host::open()?;
+        h.run(async {
+            let Some(m) = link_by_name(&h.handle, ifname).await? else {
+                return Ok(None);
+            };
+            let is_veth = m.attributes.iter().any(|a| {
+                matches!(a, LinkAttribute::LinkInfo(infos)
+                    if infos.iter().any(|i| matches!(i, netlink_packet_route::link::LinkInfo::Kind(netlink_packet_route::link::InfoKind::Veth))))
+            });
+            Ok(m.attributes
+                .iter()
+                .find_map(|a| match a {
+                    LinkAttribute::Link(i) => Some(*i),
+                    _ => None,
+                })
+                .filter(|_| is_veth))
+        })
+    })?
+}
+
 #[cfg(test)]
 mod tests {
     use netlink_packet_route::link::InfoKind;

@@ -13,6 +13,7 @@
 //!
 //! Under `Config::run_root` (tmpfs): `<id>.pids` and `exit/<id>.json`, written by supervisors,
 //! so that an exit is never lost on a full state disk, and `lock.owner`.
+pub mod cni;
 pub mod exit;
 pub mod index;
 mod lock;
