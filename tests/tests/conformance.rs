@@ -459,10 +459,11 @@ fn ps_ports_command_and_format_text() {
     assert_eq!(
         rows,
         [
-            "NAMES   COMMAND",
-            "ex      \"sh -c 'exit 3'\"",
-            "cr      \"/bin/sh\"",
-            "pp      \"sleep 600\""
+            // The docker CLI's tabwriter: cells at least 10 wide, 3 spaces apart.
+            "NAMES     COMMAND",
+            "ex        \"sh -c 'exit 3'\"",
+            "cr        \"/bin/sh\"",
+            "pp        \"sleep 600\""
         ]
     );
     // A long command is cut at 20 characters, before the quoting.

@@ -33,10 +33,28 @@ fn programs_attached_to_a_veth_see_real_traffic() {
     // What a container receives from the host is counted, not parsed (issue 11).
     assert!(stats["ipv4"] >= 3, "{stats:?}");
 
-    // Re-attaching (a new CLI call) updates the pinned links in place.
+    // Re-attaching (a new CLI call) updates the pinned links in place: the same links (their
+    // IDs) now run the newly loaded programs (other program IDs).
+    let link_ids = |cfg: &linkrt::Config, v: &str| -> Vec<(u32, u32)> {
+        use aya::programs::links::{FdLink, PinnedLink};
+        ["in", "out"]
+            .iter()
+            .map(|hook| {
+                let l = PinnedLink::from_pin(cfg.links_dir().join(format!("{v}_{hook}"))).expect("pinned link");
+                let info = FdLink::from(l).info().expect("link info");
+                (info.id(), info.program_id())
+            })
+            .collect()
+    };
+    let before = link_ids(&t.cfg, &veth);
     let cfg = t.cfg.clone();
     let v = veth.clone();
     host.run(move || Datapath::load(&cfg).unwrap().attach(&v, bpf::Role::Container).unwrap());
+    let after = link_ids(&t.cfg, &veth);
+    for ((l0, p0), (l1, p1)) in before.iter().zip(&after) {
+        assert_eq!(l0, l1, "the same link: {before:?} -> {after:?}");
+        assert_ne!(p0, p1, "a new program in it: {before:?} -> {after:?}");
+    }
     bpf::detach(&t.cfg, &veth).unwrap();
     assert!(bpf::attached_interfaces(&t.cfg).is_empty());
     let _ = sh(&["true"]);

@@ -298,6 +298,8 @@ fn load_many_containers_and_60000_mappings() {
         .unwrap_or(30);
     let h = Host::new();
     let cl = Client::new(&h);
+    let before = h.map_memory();
+    assert!(before.is_empty(), "a new instance has no maps yet: {before:?}");
     // 59,990 SCTP mappings on one container (no sockets to hold), then n web containers.
     h.ok(&[
         "run",

@@ -39,13 +39,19 @@ pub fn monitor(cfg: &Config, a: MonitorArgs) -> CmdResult {
         .enable_time()
         .build()
         .map_err(|e| Failure::cli(linkrt::Error::io("starting", "the monitor's event loop", e)))?;
-    rt.block_on(run(cfg, a, debug))
+    // Opened before the loop starts: finding the programs may take netlink calls, which block.
+    let events = EventReader::open(cfg).map_err(Failure::cli)?;
+    let logs = match debug {
+        true => Some(DebugLog::open(cfg).map_err(Failure::cli)?),
+        false => None,
+    };
+    rt.block_on(run(events, logs, a))
 }
 
-async fn run(cfg: &Config, a: MonitorArgs, debug: bool) -> CmdResult {
+async fn run(events: EventReader, logs: Option<DebugLog>, a: MonitorArgs) -> CmdResult {
     // SAFETY (both registrations): the reader owns its ring buffer's fd and the debug log owns
     // aya-log's; each stays open, the same fd, for as long as the AsyncFd that holds it.
-    let events = unsafe { AsyncFd::register(EventReader::open(cfg).map_err(Failure::cli)?) }.map_err(|e| {
+    let events = unsafe { AsyncFd::register(events) }.map_err(|e| {
         Failure::cli(linkrt::Error::io(
             "watching",
             "the datapath's event ring buffer",
@@ -53,17 +59,15 @@ async fn run(cfg: &Config, a: MonitorArgs, debug: bool) -> CmdResult {
         ))
     })?;
     // Dropped at the end of this function (also on Ctrl-C or SIGTERM): logging goes off again.
-    let logs = match debug {
-        true => Some(
-            unsafe { AsyncFd::register(DebugLog::open(cfg).map_err(Failure::cli)?) }.map_err(|e| {
-                Failure::cli(linkrt::Error::io(
-                    "watching",
-                    "the datapath's debug logs",
-                    e.into_parts().1,
-                ))
-            })?,
-        ),
-        false => None,
+    let logs = match logs {
+        Some(l) => Some(unsafe { AsyncFd::register(l) }.map_err(|e| {
+            Failure::cli(linkrt::Error::io(
+                "watching",
+                "the datapath's debug logs",
+                e.into_parts().1,
+            ))
+        })?),
+        None => None,
     };
     let deadline = a.timeout.map(|t| Instant::now() + Duration::from_secs(t));
     let mut out = Out {

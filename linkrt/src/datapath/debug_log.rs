@@ -11,9 +11,9 @@ use std::{
 
 use aya::programs::links::{FdLink, PinnedLink};
 use aya_log::EbpfLogger;
-use linkrt_common::{config::CONFIG_LOG, maps};
+use linkrt_common::config::CONFIG_LOG;
 
-use super::{loader::cgroup_pin, maps::Pinned};
+use super::{Hook, maps::Pinned, netlink};
 use crate::{
     config::Config,
     error::{Error, Result},
@@ -46,20 +46,15 @@ pub struct DebugLog {
 }
 
 impl DebugLog {
-    /// Turns the debug logs on and attaches to them through one of linkrt's programs (the
-    /// pinned `connect4` hook: every program shares the pinned log buffer).
+    /// Turns the debug logs on and attaches to them through one of linkrt's TC programs
+    /// (every program that logs shares the pinned log buffer).
     pub fn open(cfg: &Config) -> Result<Self> {
-        let pin = cgroup_pin(cfg, maps::PROG_CONNECT4);
-        let link = PinnedLink::from_pin(&pin).map_err(|e| {
+        let prog = tc_program(cfg).ok_or_else(|| {
             Error::sys(format!(
-                "the datapath is not set up (no {}: {e}); start a container first",
-                pin.display()
+                "the datapath is not attached anywhere (no TC program under {}); start a container first",
+                cfg.links_dir().display()
             ))
         })?;
-        let prog = FdLink::from(link)
-            .info()
-            .map_err(|e| Error::sys(format!("reading the link {}: {e}", pin.display())))?
-            .program_id();
         let (tx, lines) = mpsc::channel();
         let logger = EbpfLogger::init_from_id_with_logger(prog, Lines(tx))
             .map_err(|e| Error::sys(format!("attaching to the datapath's logs (program {prog}): {e}")))?;
@@ -76,6 +71,25 @@ impl DebugLog {
         self.logger.flush();
         self.lines.try_iter().collect()
     }
+}
+
+/// The program of one of linkrt's TC attachments: a pinned TCX link, or a recorded netlink
+/// filter (the socket hooks log nothing, so their programs do not use the log buffer).
+fn tc_program(cfg: &Config) -> Option<u32> {
+    let tcx = std::fs::read_dir(cfg.links_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("cgroup_"))
+        .find_map(|e| {
+            let l = PinnedLink::from_pin(e.path()).ok()?;
+            FdLink::from(l).info().ok().map(|i| i.program_id())
+        });
+    tcx.or_else(|| {
+        netlink::recorded_interfaces(cfg)
+            .iter()
+            .find_map(|i| netlink::attached_program(cfg, i, Hook::Ingress))
+    })
 }
 
 impl AsRawFd for DebugLog {

@@ -61,7 +61,16 @@ mod tests {
                 "program {name} missing from the object"
             );
         }
-        let user_maps = obj.maps.keys().filter(|k| !k.starts_with('.')).count();
+        // aya-log's own ring buffer is the one map of the object that is not linkrt's.
+        assert!(
+            obj.maps.contains_key(super::debug_log::LOG_MAP),
+            "aya-log's map missing from the object"
+        );
+        let user_maps = obj
+            .maps
+            .keys()
+            .filter(|k| !k.starts_with('.') && *k != super::debug_log::LOG_MAP)
+            .count();
         assert_eq!(
             user_maps,
             maps::ALL_MAPS.len(),
