@@ -9,11 +9,14 @@ use std::{
     sync::mpsc,
 };
 
-use aya::programs::links::{FdLink, PinnedLink};
 use aya_log::EbpfLogger;
 use linkrt_common::config::CONFIG_LOG;
 
-use super::{Hook, maps::Pinned, netlink};
+use super::{
+    Hook,
+    loader::{attached_interfaces, attached_program},
+    maps::Pinned,
+};
 use crate::{
     config::Config,
     error::{Error, Result},
@@ -73,23 +76,12 @@ impl DebugLog {
     }
 }
 
-/// The program of one of linkrt's TC attachments: a pinned TCX link, or a recorded netlink
-/// filter (the socket hooks log nothing, so their programs do not use the log buffer).
+/// The program of one of linkrt's TC attachments (the socket hooks log nothing, so their
+/// programs do not use the log buffer).
 fn tc_program(cfg: &Config) -> Option<u32> {
-    let tcx = std::fs::read_dir(cfg.links_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with("cgroup_"))
-        .find_map(|e| {
-            let l = PinnedLink::from_pin(e.path()).ok()?;
-            FdLink::from(l).info().ok().map(|i| i.program_id())
-        });
-    tcx.or_else(|| {
-        netlink::recorded_interfaces(cfg)
-            .iter()
-            .find_map(|i| netlink::attached_program(cfg, i, Hook::Ingress))
-    })
+    attached_interfaces(cfg)
+        .iter()
+        .find_map(|i| attached_program(cfg, i, Hook::Ingress))
 }
 
 impl AsRawFd for DebugLog {

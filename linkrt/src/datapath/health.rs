@@ -8,17 +8,13 @@ use std::{collections::BTreeSet, fmt, net::Ipv4Addr, path::PathBuf};
 
 use aya::{
     maps::{MapData, MapInfo},
-    programs::{
-        links::{FdLink, PinnedLink},
-        loaded_programs,
-    },
+    programs::{links::PinnedLink, loaded_programs},
 };
 use linkrt_common::maps;
 
 use super::{
-    loader::{Datapath, Hook, Role, cgroup_pin, is_bpffs, link_pin},
+    loader::{Datapath, Hook, Role, attached_program, cgroup_pin, is_bpffs},
     maps::{publish, set_local_addrs},
-    netlink,
 };
 use crate::{
     config::Config,
@@ -171,12 +167,7 @@ pub fn check(cfg: &Config, want: &Wanted) -> Health {
     for ifname in ifaces {
         for hook in Hook::ALL {
             // A pinned TCX link, or linkrt's recorded netlink filter.
-            let prog = PinnedLink::from_pin(link_pin(cfg, ifname, hook))
-                .ok()
-                .and_then(|l| FdLink::from(l).info().ok())
-                .map(|info| info.program_id())
-                .or_else(|| netlink::attached_program(cfg, ifname, hook));
-            match prog {
+            match attached_program(cfg, ifname, hook) {
                 Some(id) => progs.push((ifname.clone(), id)),
                 None => missing.push(Missing::Link {
                     ifname: ifname.clone(),

@@ -375,6 +375,16 @@ pub fn attached_interfaces(cfg: &Config) -> Vec<String> {
     v
 }
 
+/// The program linkrt attached to `ifname`'s `hook`: that of its pinned TCX link, or of its
+/// recorded netlink filter; `None` when neither is there.
+pub(super) fn attached_program(cfg: &Config, ifname: &str, hook: Hook) -> Option<u32> {
+    PinnedLink::from_pin(link_pin(cfg, ifname, hook))
+        .ok()
+        .and_then(|l| FdLink::from(l).info().ok())
+        .map(|info| info.program_id())
+        .or_else(|| netlink::attached_program(cfg, ifname, hook))
+}
+
 /// Names of the interfaces that have pinned TCX links.
 pub fn tcx_interfaces(cfg: &Config) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(cfg.links_dir())
