@@ -227,13 +227,6 @@ fn parse_filter(m: &TcMessage) -> Option<Filter> {
     })
 }
 
-fn nl_io(e: rtnetlink::Error) -> io::Error {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => m.to_io(),
-        other => io::Error::other(other.to_string()),
-    }
-}
-
 /// Every `cls_bpf` filter on the `clsact` hook of interface `ifindex` (none when the
 /// interface has no `clsact` qdisc).
 pub fn filters(ifindex: u32, hook: Hook) -> io::Result<Vec<Filter>> {
@@ -249,7 +242,7 @@ pub fn filters(ifindex: u32, hook: Hook) -> io::Result<Vec<Filter>> {
             match dump.try_next().await {
                 Ok(Some(m)) => out.extend(parse_filter(&m)),
                 Ok(None) => return Ok(Ok(out)),
-                Err(e) => return Ok(Err(nl_io(e))),
+                Err(e) => return Ok(Err(crate::network::netlink::to_io(e))),
             }
         }
     });
@@ -274,7 +267,7 @@ fn delete_filter(ifindex: u32, hook: Hook, priority: u16, handle: u32) -> io::Re
     let r = crate::network::netlink::run_once(|mut h| async move {
         let mut replies = match h.request(req) {
             Ok(r) => r,
-            Err(e) => return Ok(Err(nl_io(e))),
+            Err(e) => return Ok(Err(crate::network::netlink::to_io(e))),
         };
         while let Some(m) = replies.next().await {
             if let NetlinkPayload::Error(e) = m.payload

@@ -122,7 +122,7 @@ fn not_in_async() -> Result<()> {
 
 /// The errno of a netlink error; other failures (a message that does not parse, ...) become
 /// `io::Error::other`.
-fn to_io(e: rtnetlink::Error) -> io::Error {
+pub(crate) fn to_io(e: rtnetlink::Error) -> io::Error {
     match e {
         rtnetlink::Error::NetlinkError(m) => m.to_io(),
         other => io::Error::other(other.to_string()),
