@@ -90,7 +90,9 @@ pub fn from_container(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, Drop
         };
     }
     let key = p.key();
-    if let Some(e) = conntrack::lookup(&key) {
+    if !p.syn()
+        && let Some(e) = conntrack::lookup(&key)
+    {
         return ct_hit::established(ctx, &p, &key, &e, At::FromContainer);
     }
     if p.is_icmp_error()

@@ -65,7 +65,9 @@ pub fn uplink_in(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReaso
         };
     }
     let key = p.key();
-    if let Some(e) = conntrack::lookup(&key) {
+    if !p.syn()
+        && let Some(e) = conntrack::lookup(&key)
+    {
         return ct_hit::established(ctx, &p, &key, &e, At::UplinkIn);
     }
     if let Some(to) = nat::dnat_new(ctx, &p, 0)? {
@@ -108,7 +110,9 @@ pub fn uplink_out(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReas
         return Ok(Verdict::Pass);
     }
     let key = p.key();
-    if let Some(e) = conntrack::lookup(&key) {
+    if !p.syn()
+        && let Some(e) = conntrack::lookup(&key)
+    {
         return ct_hit::established(ctx, &p, &key, &e, At::UplinkOut);
     }
     // A container's own connection out: its replies may come back in (not `drop_direct`).

@@ -19,6 +19,8 @@ pub const IPPROTO_SCTP: u8 = 132;
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_ECHO: u8 = 8;
 pub const TCP_RST: u8 = 0x04;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
 
 /// Offsets in the frame of the fields the datapath rewrites.
 pub const ETH_ADDRS: usize = offset_of!(EthHdr, dst_addr);
@@ -114,6 +116,15 @@ impl Pkt {
     #[inline(always)]
     pub fn rst(&self) -> bool {
         self.proto == IPPROTO_TCP && self.tcp_flags & TCP_RST != 0
+    }
+
+    /// A TCP SYN without ACK: a new connection, whatever the table holds for its tuple (as
+    /// for Linux conntrack). It is never looked up as established, so an entry left on a
+    /// reused tuple (a flow closed with FIN, half of a pair overwritten by another flow) is
+    /// replaced and the policy decides again, instead of the stale entry deciding for it.
+    #[inline(always)]
+    pub fn syn(&self) -> bool {
+        self.proto == IPPROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     }
 }
 

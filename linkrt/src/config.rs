@@ -65,4 +65,9 @@ impl Config {
     pub fn links_dir(&self) -> PathBuf {
         self.bpffs.join("links")
     }
+
+    /// The verified programs, one pinned set per eBPF object.
+    pub fn programs_dir(&self) -> PathBuf {
+        self.bpffs.join("progs")
+    }
 }

@@ -33,8 +33,9 @@ fn programs_attached_to_a_veth_see_real_traffic() {
     // What a container receives from the host is counted, not parsed (issue 11).
     assert!(stats["ipv4"] >= 3, "{stats:?}");
 
-    // Re-attaching (a new CLI call) updates the pinned links in place: the same links (their
-    // IDs) now run the newly loaded programs (other program IDs).
+    // Re-attaching (a new CLI call) updates the pinned links in place (their IDs stay). The
+    // verified programs are reused from their pins while the object is the same: the same
+    // program IDs, nothing verified again.
     let link_ids = |cfg: &linkrt::Config, v: &str| -> Vec<(u32, u32)> {
         use aya::programs::links::{FdLink, PinnedLink};
         ["in", "out"]
@@ -46,15 +47,34 @@ fn programs_attached_to_a_veth_see_real_traffic() {
             })
             .collect()
     };
-    let before = link_ids(&t.cfg, &veth);
-    let cfg = t.cfg.clone();
-    let v = veth.clone();
-    host.run(move || Datapath::load(&cfg).unwrap().attach(&v, bpf::Role::Container).unwrap());
+    let reattach = |cfg: &linkrt::Config| -> bool {
+        let cfg = cfg.clone();
+        let v = veth.clone();
+        host.run(move || {
+            let mut dp = Datapath::load(&cfg).unwrap();
+            dp.attach(&v, bpf::Role::Container).unwrap();
+            dp.verified_now()
+        })
+    };
+    let first = link_ids(&t.cfg, &veth);
+    assert!(!reattach(&t.cfg), "the pinned programs were reused");
+    assert_eq!(
+        link_ids(&t.cfg, &veth),
+        first,
+        "the same links, running the same programs"
+    );
+    // Without the program pins (what another object, an upgrade, amounts to) the programs are
+    // loaded anew and swapped into the same links.
+    std::fs::remove_dir_all(t.cfg.programs_dir()).expect("unpin the programs");
+    assert!(reattach(&t.cfg), "the programs were loaded and verified again");
     let after = link_ids(&t.cfg, &veth);
-    for ((l0, p0), (l1, p1)) in before.iter().zip(&after) {
-        assert_eq!(l0, l1, "the same link: {before:?} -> {after:?}");
-        assert_ne!(p0, p1, "a new program in it: {before:?} -> {after:?}");
+    for ((l0, p0), (l1, p1)) in first.iter().zip(&after) {
+        assert_eq!(l0, l1, "the same link: {first:?} -> {after:?}");
+        assert_ne!(p0, p1, "a new program in it: {first:?} -> {after:?}");
     }
+    let sets: Vec<_> = std::fs::read_dir(t.cfg.programs_dir()).unwrap().flatten().collect();
+    assert_eq!(sets.len(), 1, "one pinned program set: {sets:?}");
+    ctr.exec(&["ping", "-c", "1", "-W", "2", "10.99.0.1"]);
     bpf::detach(&t.cfg, &veth).unwrap();
     assert!(bpf::attached_interfaces(&t.cfg).is_empty());
     let _ = sh(&["true"]);

@@ -122,7 +122,9 @@ fn established_flows_survive_the_cli_and_a_datapath_reload() {
     std::thread::sleep(std::time::Duration::from_millis(800));
     let before = uplink_prog_ids(&h);
     assert!(!before.is_empty(), "the uplink has linkrt's programs");
-    // New programs are loaded and swapped in on every interface (what an upgrade does).
+    // New programs are loaded and swapped in on every interface (what an upgrade does: its
+    // object has no pinned program set yet, as here once the set is unpinned).
+    std::fs::remove_dir_all(h.t.cfg.programs_dir()).expect("unpin the program set");
     h.ok(&[
         "run",
         "-d",

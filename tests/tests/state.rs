@@ -352,3 +352,72 @@ fn a_link_too_large_to_exec_says_so_and_leaves_nothing() {
     assert_eq!(h.links().matches("veth").count(), 1, "only wide's veth");
     assert_eq!(h.leases().lines().count(), 1, "only wide's address");
 }
+
+/// Point 5: a link policy larger than its map names the map and the map's real limit, and the
+/// failed start takes its policy entries, veth, address and namespace along at once.
+#[test]
+fn a_full_policy_map_is_named_with_its_limit_and_the_failed_start_leaves_nothing() {
+    use linkrt_common::maps;
+    let h = Host::new();
+    // Sized when first created: this instance's policy map holds 64 entries.
+    h.linkrt_env(
+        &[("LINKRT_POLICY_ENTRIES", "64")],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "wide",
+            "--expose",
+            "1000-1099",
+            "alpine",
+            "sleep",
+            "600",
+        ],
+    )
+    .ok();
+    assert_eq!(linkrt::bpf::map_capacity(&h.t.cfg, maps::POLICY), Some(64));
+    // A link to 10 of those ports fits: the probe that the policy map takes entries at all.
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "few",
+        "--expose",
+        "2000-2009",
+        "alpine",
+        "sleep",
+        "600",
+    ]);
+    h.ok(&["run", "-d", "--name", "fits", "--link", "few", "alpine", "sleep", "600"]);
+    let fits = linkrt::bpf::map_len(&h.t.cfg, maps::POLICY).unwrap();
+    assert!(fits >= 10, "the fitting link's entries are there: {fits}");
+
+    let o = h.linkrt(&["run", "-d", "--name", "rcp", "--link", "wide", "alpine", "sleep", "600"]);
+    assert_eq!(o.code, 125, "{o:?}");
+    assert!(
+        o.stderr
+            .contains(&format!("the datapath's {} map holds at most 64", maps::POLICY)),
+        "names the map and its limit: {o:?}"
+    );
+    assert!(
+        o.stderr.contains("the link policy needs "),
+        "and what was needed: {o:?}"
+    );
+    assert_eq!(h.inspect("rcp", "{{.State.Status}}"), "created");
+    let id = h.inspect("rcp", "{{.Id}}");
+    assert!(!linkrt_tests::netns_exists(&id), "no namespace left");
+    assert_eq!(
+        linkrt::bpf::map_len(&h.t.cfg, maps::POLICY).unwrap(),
+        fits,
+        "no policy entry of the failed start is left"
+    );
+    assert_eq!(
+        h.links().matches("veth").count(),
+        3,
+        "only the running containers' veths"
+    );
+    assert_eq!(h.leases().lines().count(), 3, "only the running containers' addresses");
+    assert!(temp_files(&h).is_empty(), "{:?}", temp_files(&h));
+    // The links that fit still work after the failure.
+    assert_eq!(h.inspect("fits", "{{.State.Status}}"), "running");
+}

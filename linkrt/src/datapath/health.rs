@@ -7,7 +7,7 @@
 use std::{collections::BTreeSet, fmt, net::Ipv4Addr, path::PathBuf};
 
 use aya::{
-    maps::{MapData, MapInfo},
+    maps::MapData,
     programs::{links::PinnedLink, loaded_programs},
 };
 use linkrt_common::maps;
@@ -15,6 +15,7 @@ use linkrt_common::maps;
 use super::{
     loader::{Datapath, Hook, Role, attached_program, cgroup_pin, is_bpffs},
     maps::{publish, set_local_addrs},
+    programs,
 };
 use crate::{
     config::Config,
@@ -156,12 +157,11 @@ pub fn check(cfg: &Config, want: &Wanted) -> Health {
     }
     // A program must use the pinned maps: any linkrt map it uses that is not the pinned one
     // (a pin deleted and made again, another bpffs) makes it stale.
-    let pinned: BTreeSet<u32> = maps::ALL_MAPS.iter().filter_map(|n| map_id(cfg, n)).collect();
-    let ours = |id: &u32| {
-        MapInfo::from_id(*id)
-            .ok()
-            .is_some_and(|i| i.name_as_str().is_some_and(|n| n.starts_with("LRT_")))
-    };
+    let pinned: BTreeSet<u32> = maps::ALL_MAPS
+        .iter()
+        .chain(std::iter::once(&super::debug_log::LOG_MAP))
+        .filter_map(|n| map_id(cfg, n))
+        .collect();
     let ifaces = want.endpoints.iter().map(|e| &e.veth).chain(want.uplinks.iter());
     let mut progs: Vec<(String, u32)> = Vec::new();
     for ifname in ifaces {
@@ -179,8 +179,7 @@ pub fn check(cfg: &Config, want: &Wanted) -> Health {
     let ids: BTreeSet<u32> = progs.iter().map(|(_, id)| *id).collect();
     let mut stale = BTreeSet::new();
     for info in loaded_programs().flatten().filter(|i| ids.contains(&i.id())) {
-        let used = info.map_ids().ok().flatten().unwrap_or_default();
-        if used.iter().any(|m| !pinned.contains(m) && ours(m)) {
+        if programs::uses_stale_maps(&info, &pinned) {
             stale.insert(info.id());
         }
     }

@@ -10,9 +10,9 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    EbpfLoader,
     programs::{
-        CgroupAttachMode, CgroupSockAddr, LinkOrder, ProgramError, SchedClassifier, TcAttachType,
+        CgroupAttachMode, LinkOrder, ProgramError, SchedClassifier, TcAttachType,
         links::{FdLink, LinkError, PinnedLink},
         tc::TcAttachOptions,
     },
@@ -23,6 +23,7 @@ use super::{
     features::{self, AttachMode},
     maps::{Pinned, write_static_config},
     netlink,
+    programs::{self, Programs},
 };
 use crate::{
     config::Config,
@@ -124,18 +125,19 @@ impl Role {
     }
 }
 
-/// A loaded datapath: programs verified and ready to attach, maps shared through bpffs pins.
+/// A loaded datapath: programs verified (or reused from their pins) and ready to attach,
+/// maps shared through bpffs pins.
 pub struct Datapath {
-    ebpf: Ebpf,
+    progs: Programs,
     cfg: Config,
     mode: AttachMode,
-    /// The bind hooks refuse with EADDRINUSE (`bpf_set_retval`), not EPERM.
-    retval: bool,
 }
 
 impl Datapath {
-    /// Loads the programs, reusing (or creating) the pinned maps, and writes the settings the
-    /// datapath owns (subnet, gateway, gateway mode) into `CONFIG`.
+    /// Makes sure the maps are pinned and the programs ready, and writes the settings the
+    /// datapath owns (subnet, gateway, gateway mode) into `CONFIG`. The verified programs of
+    /// an earlier command are reused when they use the pinned maps ([`super::programs`]);
+    /// otherwise the object is loaded: lost maps re-created and pinned, programs verified.
     pub fn load(cfg: &Config) -> Result<Self> {
         let obj = object()?;
         // What this kernel lacks is refused by name before anything is created.
@@ -146,35 +148,45 @@ impl Datapath {
         for d in [cfg.maps_dir(), cfg.links_dir()] {
             crate::state::create_private_dir(&d)?;
         }
-        let sizes = super::sizes::sizes(&cfg.maps_dir(), |v| std::env::var(v).ok())?;
-        let mut loader = EbpfLoader::new();
-        loader.default_map_pin_directory(cfg.maps_dir());
-        // aya-log's ring buffer is shared by every load (not one per start), so that
-        // `monitor --debug` reads every program's logs from one map.
-        let logs = cfg.maps_dir().join(super::debug_log::LOG_MAP);
-        loader.map_pin_path(super::debug_log::LOG_MAP, logs.as_path());
-        for (name, n) in &sizes {
-            loader.map_max_entries(name, *n);
-        }
-        let mut ebpf = loader.load(obj)?;
-        for name in maps::TC_PROGRAMS {
-            let p = prog(&mut ebpf, name)?;
-            verify(|| p.load()).map_err(|source| Error::Program { name, source })?;
-        }
-        // Without bpf_set_retval (before 5.18) the variants that refuse with EPERM.
+        // Without bpf_set_retval (before 5.18) the bind hooks refuse with EPERM, not EADDRINUSE.
         let retval = feats.set_retval != features::Support::No;
-        for logical in maps::SOCK_PROGRAMS {
-            let name = sock_variant(logical, retval);
-            let p = sock_prog(&mut ebpf, name)?;
-            verify(|| p.load()).map_err(|source| Error::Program { name, source })?;
-        }
+        let key = programs::key(obj, retval);
+        let progs = match programs::reuse(cfg, &key, retval) {
+            Some(p) => p,
+            None => {
+                let sizes = super::sizes::sizes(&cfg.maps_dir(), |v| std::env::var(v).ok())?;
+                let mut loader = EbpfLoader::new();
+                loader.default_map_pin_directory(cfg.maps_dir());
+                // aya-log's ring buffer is shared by every load (not one per start), so that
+                // `monitor --debug` reads every program's logs from one map.
+                let logs = cfg.maps_dir().join(super::debug_log::LOG_MAP);
+                loader.map_pin_path(super::debug_log::LOG_MAP, logs.as_path());
+                for (name, n) in &sizes {
+                    loader.map_max_entries(name, *n);
+                }
+                let mut ebpf = loader.load(obj)?;
+                programs::load(cfg, &mut ebpf, &key, retval)?
+            }
+        };
         write_static_config(&Pinned::new(cfg))?;
         Ok(Datapath {
-            ebpf,
+            progs,
             cfg: cfg.clone(),
             mode,
-            retval,
         })
+    }
+
+    /// Whether this load verified the programs (false: they were reused from their pins).
+    pub fn verified_now(&self) -> bool {
+        self.progs.loaded
+    }
+
+    fn tc(&mut self, name: &'static str) -> Result<&mut SchedClassifier> {
+        self.progs
+            .tc
+            .iter_mut()
+            .find_map(|(n, p)| (*n == name).then_some(p))
+            .ok_or_else(|| Error::sys(format!("program {name} not loaded")))
     }
 
     /// How this datapath attaches TC programs.
@@ -191,52 +203,22 @@ impl Datapath {
             for hook in Hook::ALL {
                 remove_pin(&link_pin(&self.cfg, ifname, hook))?;
                 let name = role.program(hook);
-                netlink::attach(&self.cfg, prog(&mut self.ebpf, name)?, name, ifname, hook)?;
+                let cfg = self.cfg.clone();
+                netlink::attach(&cfg, self.tc(name)?, name, ifname, hook)?;
             }
             return Ok(());
         }
-        for hook in Hook::ALL {
-            netlink::detach(&self.cfg, ifname, hook)?;
-            let pin = link_pin(&self.cfg, ifname, hook);
-            let name = role.program(hook);
-            let p = prog(&mut self.ebpf, name)?;
-            let perr = |source| Error::Program { name, source };
-            let existing = if pin.exists() {
-                PinnedLink::from_pin(&pin).ok()
-            } else {
-                None
-            };
-            // In place when the pinned link is alive; a link whose interface was deleted (and
-            // perhaps made again under the same name) cannot be updated: attach anew.
-            let updated = match existing {
-                Some(old) => {
-                    let link = FdLink::from(old).try_into().map_err(|e: LinkError| link_err(&pin, e))?;
-                    p.attach_to_link(link).ok()
-                }
-                None => None,
-            };
-            let id = match updated {
-                Some(id) => id,
-                None => {
-                    remove_pin(&pin)?;
-                    p.attach_with_options(
-                        ifname,
-                        hook.attach_type(),
-                        TcAttachOptions::TcxOrder(LinkOrder::default()),
-                    )
-                    .map_err(perr)?
-                }
-            };
-            let link = p.take_link(id).map_err(perr)?;
-            let fd: FdLink = link.try_into().map_err(|e: LinkError| link_err(&pin, e))?;
-            // Re-pinning an updated link: the old pin file still names the same link.
-            remove_pin(&pin)?;
-            fd.pin(&pin).map_err(|source| Error::Pin {
-                path: pin.clone(),
-                source,
-            })?;
-        }
-        Ok(())
+        // The two hooks in parallel: each new TCX attachment waits for an RCU grace period.
+        let cfg = &self.cfg;
+        let [ingress, egress] = tc_pair(&mut self.progs, role)?;
+        std::thread::scope(|s| {
+            let out = s.spawn(|| attach_tcx(cfg, egress, role.program(Hook::Egress), ifname, Hook::Egress));
+            let r_in = attach_tcx(cfg, ingress, role.program(Hook::Ingress), ifname, Hook::Ingress);
+            let r_out = out
+                .join()
+                .unwrap_or_else(|_| Err(Error::sys(format!("attaching to {ifname}: the egress thread panicked"))));
+            r_in.and(r_out)
+        })
     }
 
     /// Attaches the socket hooks (host-local access to published ports) to `cgroup`, once, and
@@ -250,9 +232,13 @@ impl Datapath {
                 continue;
             }
             remove_pin(&pin)?;
-            let name = sock_variant(logical, self.retval);
-            let p = sock_prog(&mut self.ebpf, name)?;
-            let perr = |source| Error::Program { name, source };
+            let p = self
+                .progs
+                .sock
+                .iter_mut()
+                .find_map(|(l, p)| (*l == logical).then_some(p))
+                .ok_or_else(|| Error::sys(format!("socket hook {logical} not loaded")))?;
+            let perr = |source| Error::Program { name: logical, source };
             // A bpf_link (kernel >= 5.7) always coexists with other programs on the cgroup.
             let id = p.attach(&dir, CgroupAttachMode::Single).map_err(perr)?;
             let link = p.take_link(id).map_err(perr)?;
@@ -264,6 +250,75 @@ impl Datapath {
         }
         Ok(())
     }
+}
+
+/// The programs of `role`'s ingress and egress hooks.
+fn tc_pair(progs: &mut Programs, role: Role) -> Result<[&mut SchedClassifier; 2]> {
+    let want = [role.program(Hook::Ingress), role.program(Hook::Egress)];
+    let mut found: [Option<&mut SchedClassifier>; 2] = [None, None];
+    for (n, p) in progs.tc.iter_mut() {
+        if let Some(i) = want.iter().position(|w| w == n) {
+            found[i] = Some(p);
+        }
+    }
+    match found {
+        [Some(a), Some(b)] => Ok([a, b]),
+        _ => Err(Error::sys(format!("the programs of {role:?} are not loaded"))),
+    }
+}
+
+/// One hook of `ifname` through a pinned TCX link: nothing to do when the link already runs
+/// `p` (the same verified program, reused); updated in place when it runs another; else a new
+/// link. An attachment of the netlink mode (made before an override changed) goes first.
+fn attach_tcx(cfg: &Config, p: &mut SchedClassifier, name: &'static str, ifname: &str, hook: Hook) -> Result<()> {
+    netlink::detach(cfg, ifname, hook)?;
+    let pin = link_pin(cfg, ifname, hook);
+    let perr = |source| Error::Program { name, source };
+    let existing = if pin.exists() {
+        PinnedLink::from_pin(&pin).ok()
+    } else {
+        None
+    };
+    let want = p.info().map_err(perr)?.id();
+    // In place when the pinned link is alive; a link whose interface was deleted (and perhaps
+    // made again under the same name) cannot be updated: attach anew.
+    let updated = match existing {
+        Some(old) => {
+            let fd = FdLink::from(old);
+            // Its program must also be on the interface: a link whose interface was deleted
+            // (and perhaps made again under the same name) still names its program.
+            if fd.info().is_ok_and(|i| i.program_id() == want)
+                && SchedClassifier::query_tcx(ifname, hook.attach_type())
+                    .is_ok_and(|(_, on)| on.iter().any(|i| i.id() == want))
+            {
+                return Ok(());
+            }
+            let link = fd.try_into().map_err(|e: LinkError| link_err(&pin, e))?;
+            p.attach_to_link(link).ok()
+        }
+        None => None,
+    };
+    let id = match updated {
+        Some(id) => id,
+        None => {
+            remove_pin(&pin)?;
+            p.attach_with_options(
+                ifname,
+                hook.attach_type(),
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .map_err(perr)?
+        }
+    };
+    let link = p.take_link(id).map_err(perr)?;
+    let fd: FdLink = link.try_into().map_err(|e: LinkError| link_err(&pin, e))?;
+    // Re-pinning an updated link: the old pin file still names the same link.
+    remove_pin(&pin)?;
+    fd.pin(&pin).map_err(|source| Error::Pin {
+        path: pin.clone(),
+        source,
+    })?;
+    Ok(())
 }
 
 fn link_err(pin: &Path, e: LinkError) -> Error {
@@ -278,7 +333,6 @@ fn remove_pin(pin: &Path) -> Result<()> {
     }
 }
 
-/// bpffs forbids dots in names, hence `<ifname>_in` / `<ifname>_out`.
 /// Runs a program load, again when the verifier gave up because a signal arrived meanwhile
 /// (it returns EAGAIN when the loading thread has a signal pending, e.g. a child's SIGCHLD
 /// during a long verification on a busy host). Any other error is the answer.
@@ -298,35 +352,13 @@ pub fn verify(
     }
 }
 
+/// bpffs forbids dots in names, hence `<ifname>_in` / `<ifname>_out`.
 pub(super) fn link_pin(cfg: &Config, ifname: &str, hook: Hook) -> PathBuf {
     cfg.links_dir().join(format!("{ifname}_{}", hook.suffix()))
 }
 
 pub(super) fn cgroup_pin(cfg: &Config, prog: &str) -> PathBuf {
     cfg.links_dir().join(format!("cgroup_{prog}"))
-}
-
-/// The program of the object that serves as socket hook `logical`.
-fn sock_variant(logical: &'static str, retval: bool) -> &'static str {
-    match (logical, retval) {
-        (maps::PROG_BIND4, false) => maps::PROG_BIND4_EPERM,
-        (maps::PROG_BIND6, false) => maps::PROG_BIND6_EPERM,
-        _ => logical,
-    }
-}
-
-fn sock_prog<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut CgroupSockAddr> {
-    let p = ebpf
-        .program_mut(name)
-        .ok_or_else(|| Error::sys(format!("program {name} missing from the eBPF object")))?;
-    p.try_into().map_err(|source| Error::Program { name, source })
-}
-
-fn prog<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier> {
-    let p = ebpf
-        .program_mut(name)
-        .ok_or_else(|| Error::sys(format!("program {name} missing from the eBPF object")))?;
-    p.try_into().map_err(|source| Error::Program { name, source })
 }
 
 /// The network namespace cookie of the calling thread's namespace.

@@ -352,6 +352,13 @@ pub fn stats(cfg: &Config) -> Result<Vec<Stat>> {
         .collect()
 }
 
+/// The most entries pinned map `name` holds (its size, chosen when it was created).
+pub fn map_capacity(cfg: &Config, name: &'static str) -> Option<u32> {
+    aya::maps::MapInfo::from_pin(cfg.maps_dir().join(name))
+        .ok()
+        .map(|i| i.max_entries())
+}
+
 /// Number of entries of a pinned hash map (for `linkrt status`).
 pub fn map_len(cfg: &Config, name: &'static str) -> Result<usize> {
     let p = Pinned::new(cfg);

@@ -20,6 +20,7 @@ mod host_sockets;
 mod loader;
 mod maps;
 pub mod netlink;
+mod programs;
 mod settings;
 pub mod sizes;
 
@@ -32,8 +33,8 @@ pub use loader::{
     Datapath, Hook, Role, attached_interfaces, detach, ensure_bpffs, netns_cookie, object, tcx_interfaces, verify,
 };
 pub use maps::{
-    Batched, PolicyState, Stat, forget_flows, map_len, publish, publish_one, published, set_local_addrs, stats,
-    sync_policy, unpublish, unpublish_one,
+    Batched, PolicyState, Stat, forget_flows, map_capacity, map_len, publish, publish_one, published, set_local_addrs,
+    stats, sync_policy, unpublish, unpublish_one,
 };
 pub use settings::{GatewayMode, bridge_mac, gateway_mode, saved_gateway_mode};
 

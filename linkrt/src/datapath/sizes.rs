@@ -6,16 +6,17 @@
 use std::path::Path;
 
 use aya::maps::MapData;
-use linkrt_common::{ct, maps, nat};
+use linkrt_common::{ct, maps, nat, policy};
 
 use crate::error::{Error, Result};
 
 /// The maps whose size may be set: (map, environment variable, default).
-pub const SIZED: [(&str, &str, u32); 4] = [
+pub const SIZED: [(&str, &str, u32); 5] = [
     (maps::CT, "LINKRT_CT_ENTRIES", ct::CT_MAX),
     (maps::FRAG, "LINKRT_FRAG_ENTRIES", ct::FRAG_MAX),
     (maps::PORTMAP, "LINKRT_PORTMAP_ENTRIES", nat::PORTMAP_MAX),
     (maps::SOCK_REV, "LINKRT_SOCK_REV_ENTRIES", nat::SOCK_REV_MAX),
+    (maps::POLICY, "LINKRT_POLICY_ENTRIES", policy::POLICY_MAX),
 ];
 
 /// The size a requested value gives, or why it is refused.

@@ -5,7 +5,7 @@ use super::{policy, start::upsert, teardown};
 use crate::{
     config::Config,
     error::{Error, Result},
-    oci,
+    network, oci,
     state::{self, Container, Lock, Snapshot, Status, Store},
 };
 
@@ -19,7 +19,7 @@ pub fn exit_path(cfg: &Config, id: &str) -> std::path::PathBuf {
 /// `Exited`; removed with `--rm`. The exit and pids files go once the record is written.
 pub fn apply_exit(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Container, e: &ExitRecord) -> Result<()> {
     let cfg = &store.cfg;
-    let r = teardown::network(cfg, c).and(oci::rootfs::unmount(cfg, &c.id));
+    let r = teardown::network(cfg, network::system().as_ref(), c).and(oci::rootfs::unmount(cfg, &c.id));
     state::failpoint("finish");
     c.state.status = Status::Exited;
     c.state.exit_code = e.code;

@@ -112,11 +112,11 @@ pub fn sync(cfg: &Config, containers: &[Container]) -> Result<()> {
     let st = policy_state(containers, icc_enabled(cfg)?, &|v| {
         nix::net::if_::if_nametoindex(v).ok()
     });
-    bpf::sync_policy(cfg, &st).map_err(|e| name_full_map(e, &st))
+    bpf::sync_policy(cfg, &st).map_err(|e| name_full_map(cfg, e, &st))
 }
 
 /// A map that is full says which one and its limit, instead of the kernel's bare E2BIG.
-fn name_full_map(e: Error, st: &bpf::PolicyState) -> Error {
+fn name_full_map(cfg: &Config, e: Error, st: &bpf::PolicyState) -> Error {
     let full = match &e {
         Error::Map {
             source: aya::maps::MapError::SyscallError(s),
@@ -133,7 +133,7 @@ fn name_full_map(e: Error, st: &bpf::PolicyState) -> Error {
         "the link policy needs {} entries but the datapath's {} map holds at most {} (links to containers that expose many ports count one entry per port): {e}",
         st.allow.len(),
         linkrt_common::maps::POLICY,
-        linkrt_common::policy::POLICY_MAX
+        bpf::map_capacity(cfg, linkrt_common::maps::POLICY).unwrap_or(linkrt_common::policy::POLICY_MAX)
     ))
 }
 

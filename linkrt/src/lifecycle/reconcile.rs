@@ -23,13 +23,18 @@ fn warn(what: &str, id: &str, r: Result<()>) {
 /// Repairs and returns the fresh snapshot. Failures to repair one container are logged and
 /// leave it for the next command: they never stop the command that found them.
 pub fn reconcile(store: &Store, lock: &Lock) -> Result<Snapshot> {
+    reconcile_on(store, lock, network::system().as_ref())
+}
+
+/// [`reconcile`] with the host's network reached through `net`.
+pub fn reconcile_on(store: &Store, lock: &Lock, net: &dyn network::Network) -> Result<Snapshot> {
     let cfg = &store.cfg;
     // A `create` killed before its record: nothing was made but the directory.
     for id in store.leftovers() {
         if id.len() == 64 {
             let c = placeholder(&id);
             warn("the half-made container", &id, teardown::process(cfg, &c));
-            warn("the half-made container", &id, teardown::network(cfg, &c));
+            warn("the half-made container", &id, teardown::network(cfg, net, &c));
             warn("the half-made container", &id, teardown::files(store, lock, &c));
         }
     }
@@ -45,7 +50,7 @@ pub fn reconcile(store: &Store, lock: &Lock) -> Result<Snapshot> {
             // Never release what it holds; recover it when the index lost it too.
             if !snap.index.containers.contains_key(&id) {
                 let netns = network::netns_name(c.short_id());
-                match network::system().endpoint_ipv4(&netns) {
+                match net.endpoint_ipv4(&netns) {
                     Ok(ip) => {
                         c.state.ip = ip;
                         c.state.mac = ip.map(|i| MacAddr(network::mac_for(i)));
@@ -133,7 +138,13 @@ pub fn reconcile(store: &Store, lock: &Lock) -> Result<Snapshot> {
             // An interrupted start: remove what it made and forget it, so that no later repair
             // touches resources (ports, addresses) another container may have taken since.
             warn("the process", &id, teardown::process(cfg, &c));
-            warn("the network", &id, teardown::network(cfg, &c));
+            let torn = teardown::network(cfg, net, &c);
+            if torn.is_err() {
+                // Its address stays held (and its veth named) until a repair succeeds: an
+                // address freed while its namespace lives would answer for the next owner.
+                warn("the network", &id, torn);
+                continue;
+            }
             c.state.ip = None;
             c.state.mac = None;
             c.state.veth = None;
@@ -175,5 +186,147 @@ pub fn placeholder(id: &str) -> Container {
         state: State::default(),
         restart_count: 0,
         restart_backoff_ms: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{
+        config::Config,
+        network::{EndpointSpec, Network, Subnet, fake::FakeNetwork},
+    };
+
+    /// A private instance in a temporary directory (no bpffs: nothing here loads programs).
+    fn instance(tag: &str) -> (Store, std::path::PathBuf) {
+        let d = std::env::temp_dir().join(format!("linkrt-unit-reconcile-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let cfg = Config {
+            root: d.join("root"),
+            run_root: d.join("run"),
+            bpffs: d.join("bpf"),
+            cgroup: Some(d.join("cgroup")),
+            cgroup_parent: format!("linkrt-unit-{tag}"),
+        };
+        (Store::new(&cfg), d)
+    }
+
+    fn id(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    /// A network with the bridge and the endpoint a start of `c` made.
+    fn network_with_endpoint(c: &Container, ip: Ipv4Addr) -> FakeNetwork {
+        let net = FakeNetwork::new();
+        let subnet = Subnet::parse("172.17.0.0/16").unwrap();
+        net.ensure_bridge(&subnet).unwrap();
+        net.create_endpoint(&EndpointSpec {
+            netns: network::netns_name(c.short_id()),
+            veth: network::veth_name(c.short_id()),
+            ip,
+            mac: network::mac_for(ip),
+            subnet,
+        })
+        .unwrap();
+        net
+    }
+
+    #[test]
+    fn an_interrupted_start_loses_its_endpoint_and_its_address() {
+        let (store, dir) = instance("start");
+        let lock = Lock::acquire(&store.cfg).unwrap();
+        // What a start killed after creating the endpoint leaves: the write-ahead record.
+        let mut c = placeholder(&id(1));
+        c.name = "web".into();
+        let ip = Ipv4Addr::new(172, 17, 0, 2);
+        c.state.status = Status::Created;
+        c.state.ip = Some(ip);
+        c.state.mac = Some(MacAddr(network::mac_for(ip)));
+        c.state.veth = Some(network::veth_name(c.short_id()));
+        store.save(&lock, &c).unwrap();
+        let net = network_with_endpoint(&c, ip);
+        let netns = network::netns_name(c.short_id());
+        assert!(net.netns_exists(&netns).unwrap(), "the probe: the endpoint is there");
+
+        let snap = reconcile_on(&store, &lock, &net).unwrap();
+        assert!(!net.netns_exists(&netns).unwrap(), "the namespace was deleted");
+        assert!(
+            !net.state().host.ifaces.contains_key(&network::veth_name(c.short_id())),
+            "and the veth with it"
+        );
+        let after = snap.get(&c.id).expect("the container stays");
+        assert_eq!(after.state.status, Status::Created);
+        assert_eq!(
+            (after.state.ip, after.state.veth.as_deref()),
+            (None, None),
+            "its address is free"
+        );
+        assert_eq!(store.load(&c.id).unwrap().state.ip, None, "and the record says so");
+        assert!(snap.index.addresses().next().is_none(), "the index holds no address");
+        // Repair is level-triggered: a second pass finds nothing to do.
+        let calls = net.calls().len();
+        reconcile_on(&store, &lock, &net).unwrap();
+        assert!(
+            !net.calls()[calls..]
+                .iter()
+                .any(|c| matches!(c, network::fake::Call::DeleteEndpoint { .. })),
+            "nothing torn down twice: {:?}",
+            &net.calls()[calls..]
+        );
+        drop(lock);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_create_killed_before_its_record_leaves_nothing() {
+        let (store, dir) = instance("create");
+        let lock = Lock::acquire(&store.cfg).unwrap();
+        let half = id(2);
+        std::fs::create_dir_all(store.dir(&half)).unwrap();
+        let net = FakeNetwork::new();
+        let snap = reconcile_on(&store, &lock, &net).unwrap();
+        assert!(snap.containers.is_empty());
+        assert!(!store.dir(&half).exists(), "the directory is gone");
+        let short = &half[..12];
+        assert!(
+            net.calls().contains(&network::fake::Call::DeleteEndpoint {
+                netns: network::netns_name(short),
+                veth: network::veth_name(short),
+            }),
+            "its network (named after the ID) was removed: {:?}",
+            net.calls()
+        );
+        drop(lock);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_repair_keeps_the_address_held_and_the_next_command_repairs() {
+        let (store, dir) = instance("retry");
+        let lock = Lock::acquire(&store.cfg).unwrap();
+        let mut c = placeholder(&id(3));
+        c.name = "db".into();
+        let ip = Ipv4Addr::new(172, 17, 0, 3);
+        c.state.status = Status::Created;
+        c.state.ip = Some(ip);
+        c.state.veth = Some(network::veth_name(c.short_id()));
+        store.save(&lock, &c).unwrap();
+        let net = network_with_endpoint(&c, ip);
+        let netns = network::netns_name(c.short_id());
+        net.fail_next("delete_endpoint", libc::EBUSY);
+        // The failure is logged and the command goes on; the address stays held.
+        let snap = reconcile_on(&store, &lock, &net).unwrap();
+        assert!(net.netns_exists(&netns).unwrap(), "the failed delete changed nothing");
+        assert_eq!(snap.get(&c.id).unwrap().state.ip, Some(ip), "the address stays held");
+        assert_eq!(store.load(&c.id).unwrap().state.ip, Some(ip));
+        assert!(snap.index.addresses().any(|(a, _)| a == ip), "in the index too");
+        // The next command repairs it.
+        let snap = reconcile_on(&store, &lock, &net).unwrap();
+        assert!(!net.netns_exists(&netns).unwrap());
+        assert_eq!(snap.get(&c.id).unwrap().state.ip, None);
+        drop(lock);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -10,6 +10,7 @@ use super::{stop, teardown};
 use crate::{
     config::Config,
     error::{Error, Result},
+    network,
     state::{self, Container, Lock, Status, Store},
 };
 
@@ -34,7 +35,10 @@ fn remove_dead(store: &Store, lock: &Lock, c: &Container, force: bool) -> Result
         log::warn!("killing PID {pid1} of dead container {}: {e}", c.short_id());
     }
     let mut errs = Vec::new();
-    for r in [teardown::process(&store.cfg, c), teardown::network(&store.cfg, c)] {
+    for r in [
+        teardown::process(&store.cfg, c),
+        teardown::network(&store.cfg, network::system().as_ref(), c),
+    ] {
         if let Err(e) = r {
             errs.push(e);
         }
@@ -81,7 +85,7 @@ pub fn remove(cfg: &Config, what: &str, force: bool) -> Result<()> {
         Some(mut c) => {
             // Normally recorded by the supervisor; a full disk may have left it to us.
             if c.state.veth.is_some() {
-                teardown::network(cfg, &c)?;
+                teardown::network(cfg, network::system().as_ref(), &c)?;
                 c.state.veth = None;
             }
             teardown::process(cfg, &c)?;

@@ -74,13 +74,24 @@ pub fn check_links(c: &Container, all: &[Container]) -> Result<()> {
 /// Sets up the network, the files, the root and the bundle of `c`. On error everything made
 /// here is undone.
 pub fn prepare(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Container) -> Result<()> {
+    prepare_on(store, lock, snap, c, network::system().as_ref())
+}
+
+/// [`prepare`] with the host's network reached through `net`.
+pub fn prepare_on(
+    store: &Store,
+    lock: &Lock,
+    snap: &mut Snapshot,
+    c: &mut Container,
+    net: &dyn network::Network,
+) -> Result<()> {
     check_links(c, &snap.containers)?;
     let env = super::env::process_env(c, &snap.containers, c.spec.tty);
     super::env::check_exec_size(c, &snap.containers, &c.spec.cmd, &env)?;
-    let r = prepare_inner(store, lock, snap, c);
+    let r = prepare_inner(store, lock, snap, c, net);
     if let Err(e) = &r {
         // Undo whatever was made; the start's own error is what the user needs to see.
-        let undo = teardown::network(&store.cfg, c).and(oci::rootfs::unmount(&store.cfg, &c.id));
+        let undo = teardown::network(&store.cfg, net, c).and(oci::rootfs::unmount(&store.cfg, &c.id));
         if let Err(t) = undo {
             log::warn!("undoing the failed start of {} ({e}): {t}", c.short_id());
         }
@@ -88,10 +99,15 @@ pub fn prepare(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Containe
     r
 }
 
-fn prepare_inner(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Container) -> Result<()> {
+fn prepare_inner(
+    store: &Store,
+    lock: &Lock,
+    snap: &mut Snapshot,
+    c: &mut Container,
+    net: &dyn network::Network,
+) -> Result<()> {
     let cfg = &store.cfg;
     let subnet = network::Subnet::from_env()?;
-    let net = network::system();
     net.ensure_bridge(&subnet)?;
     let local = net.local_addrs()?;
     c.state.ports = publish::allocate(cfg, c, &snap.containers, &local)?;
@@ -113,7 +129,7 @@ fn prepare_inner(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Contai
     })?;
     let mut dp = bpf::Datapath::load(cfg)?;
     dp.attach(&veth, bpf::Role::Container)?;
-    for up in bpf::uplinks(cfg, net.as_ref())? {
+    for up in bpf::uplinks(cfg, net)? {
         dp.attach(&up, bpf::Role::Uplink)?;
     }
     bpf::set_local_addrs(cfg, &local)?;
@@ -241,7 +257,7 @@ pub fn mark_start_failed(
     code: i32,
     msg: &str,
 ) -> Result<()> {
-    let r = teardown::network(&store.cfg, c).and(teardown::process(&store.cfg, c));
+    let r = teardown::network(&store.cfg, network::system().as_ref(), c).and(teardown::process(&store.cfg, c));
     // Docker's state word: `created` until a start succeeded once, `exited` after.
     let ran = c.state.started_at.is_some();
     c.state = State {
@@ -261,4 +277,59 @@ pub fn mark_start_failed(
     }
     policy::sync(&store.cfg, &snap.containers)?;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::Config,
+        network::{
+            Network,
+            fake::{Call, FakeNetwork},
+        },
+    };
+
+    #[test]
+    fn a_start_whose_endpoint_cannot_be_made_undoes_it_and_names_what_to_repair() {
+        let d = std::env::temp_dir().join(format!("linkrt-unit-start-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let cfg = Config {
+            root: d.join("root"),
+            run_root: d.join("run"),
+            bpffs: d.join("bpf"),
+            cgroup: Some(d.join("cgroup")),
+            cgroup_parent: "linkrt-unit-start".into(),
+        };
+        let store = Store::new(&cfg);
+        let lock = Lock::acquire(&cfg).unwrap();
+        let mut snap = store.snapshot().unwrap();
+        let mut c = super::super::reconcile::placeholder(&"ab".repeat(32));
+        c.name = "web".into();
+        store.save(&lock, &c).unwrap();
+        let net = FakeNetwork::new();
+        net.fail_next("create_endpoint", libc::EEXIST);
+
+        let e = prepare_on(&store, &lock, &mut snap, &mut c, &net).unwrap_err();
+        assert!(e.to_string().contains("File exists"), "the endpoint's own error: {e}");
+        // Write-ahead: the record named the address and veth before the endpoint was made...
+        let rec = store.load(&c.id).unwrap();
+        assert_eq!(rec.state.ip, Some(std::net::Ipv4Addr::new(172, 17, 0, 2)));
+        assert_eq!(
+            rec.state.veth.as_deref(),
+            Some(network::veth_name(c.short_id()).as_str())
+        );
+        // ...and the undo removed whatever part of it existed, by those names.
+        let calls = net.calls();
+        let methods: Vec<&str> = calls.iter().map(Call::method).collect();
+        assert_eq!(
+            methods,
+            ["ensure_bridge", "local_addrs", "create_endpoint", "delete_endpoint"],
+            "{calls:?}"
+        );
+        assert!(!net.netns_exists(&network::netns_name(c.short_id())).unwrap());
+        assert!(net.state().host.ifaces.keys().all(|n| !n.starts_with("veth")));
+        drop(lock);
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }

@@ -20,8 +20,9 @@ fn collect(errs: Vec<Error>) -> Result<()> {
 }
 
 /// Removes the network of `c`: its published ports and tracked flows, its datapath links, its
-/// veth and netns. The names come from the ID, so this works from a placeholder too.
-pub fn network(cfg: &Config, c: &Container) -> Result<()> {
+/// veth and netns (through `net`). The names come from the ID, so this works from a
+/// placeholder too.
+pub fn network(cfg: &Config, net: &dyn network::Network, c: &Container) -> Result<()> {
     let mut errs = Vec::new();
     let veth = network::veth_name(c.short_id());
     let ip = c.state.ip.map(|i| i.to_string());
@@ -34,7 +35,7 @@ pub fn network(cfg: &Config, c: &Container) -> Result<()> {
     if let Err(e) = bpf::detach(cfg, &veth) {
         errs.push(e);
     }
-    if let Err(e) = network::system().delete_endpoint(&network::netns_name(c.short_id()), &veth) {
+    if let Err(e) = net.delete_endpoint(&network::netns_name(c.short_id()), &veth) {
         errs.push(e);
     }
     collect(errs)
