@@ -66,6 +66,22 @@ impl Config {
         self.bpffs.join("links")
     }
 
+    /// A private instance in a fresh temporary directory, for unit tests that touch no
+    /// bpffs or cgroup (its paths exist only as names there). Returns it and its directory.
+    #[cfg(test)]
+    pub fn scratch(tag: &str) -> (Config, PathBuf) {
+        let d = std::env::temp_dir().join(format!("linkrt-unit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let cfg = Config {
+            root: d.join("root"),
+            run_root: d.join("run"),
+            bpffs: d.join("bpf"),
+            cgroup: Some(d.join("cgroup")),
+            cgroup_parent: format!("linkrt-unit-{tag}"),
+        };
+        (cfg, d)
+    }
+
     /// The verified programs, one pinned set per eBPF object.
     pub fn programs_dir(&self) -> PathBuf {
         self.bpffs.join("progs")

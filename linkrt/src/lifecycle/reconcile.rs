@@ -201,15 +201,7 @@ mod tests {
 
     /// A private instance in a temporary directory (no bpffs: nothing here loads programs).
     fn instance(tag: &str) -> (Store, std::path::PathBuf) {
-        let d = std::env::temp_dir().join(format!("linkrt-unit-reconcile-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        let cfg = Config {
-            root: d.join("root"),
-            run_root: d.join("run"),
-            bpffs: d.join("bpf"),
-            cgroup: Some(d.join("cgroup")),
-            cgroup_parent: format!("linkrt-unit-{tag}"),
-        };
+        let (cfg, d) = Config::scratch(&format!("reconcile-{tag}"));
         (Store::new(&cfg), d)
     }
 

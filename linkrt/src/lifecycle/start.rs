@@ -292,15 +292,7 @@ mod tests {
 
     #[test]
     fn a_start_whose_endpoint_cannot_be_made_undoes_it_and_names_what_to_repair() {
-        let d = std::env::temp_dir().join(format!("linkrt-unit-start-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        let cfg = Config {
-            root: d.join("root"),
-            run_root: d.join("run"),
-            bpffs: d.join("bpf"),
-            cgroup: Some(d.join("cgroup")),
-            cgroup_parent: "linkrt-unit-start".into(),
-        };
+        let (cfg, d) = Config::scratch("start");
         let store = Store::new(&cfg);
         let lock = Lock::acquire(&cfg).unwrap();
         let mut snap = store.snapshot().unwrap();
