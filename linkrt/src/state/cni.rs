@@ -10,10 +10,9 @@
 //! linkrt's CLI reads these records too, so that its own datapath upkeep leaves the plugin's
 //! veths and flows alone (they are neither uplinks nor stale).
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::ErrorKind,
     net::Ipv4Addr,
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -86,15 +85,7 @@ impl Store {
     pub fn lock(&self) -> Result<StoreLock> {
         super::create_private_dir(&self.dir)?;
         let path = self.dir.join("lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| Error::io("opening", &path, e))?;
+        let f = super::lock::open_lock_file(&path)?;
         let fl = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::io("locking", &path, e.into()))?;
         Ok(StoreLock { _flock: fl })
     }

@@ -3,7 +3,7 @@
 use std::{
     fs::{File, OpenOptions},
     os::unix::fs::OpenOptionsExt,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -13,6 +13,19 @@ use crate::{
     config::Config,
     error::{Error, Result},
 };
+
+/// Opens (creating, 0600, close-on-exec) a file that serves as a flock(2) lock.
+pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io("opening", path, e))
+}
 
 /// Held while a command changes state; released on drop (and by the kernel if it dies).
 pub struct Lock {
@@ -48,16 +61,7 @@ impl Lock {
         for d in [&cfg.root, &cfg.root.join("containers"), &cfg.run_root] {
             super::create_private_dir(d)?;
         }
-        let path = cfg.root.join("lock");
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| Error::io("opening", &path, e))
+        open_lock_file(&cfg.root.join("lock"))
     }
 
     fn took(cfg: &Config, flock: Flock<File>) -> Lock {
