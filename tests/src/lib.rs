@@ -448,17 +448,7 @@ impl Host {
     /// Runs a command as a process of this host (its netns, inside the cgroup where linkrt's
     /// socket hooks are attached).
     pub fn host_process(&self, cmd: &[&str]) -> Output {
-        let procs = self.t.cfg.cgroup.as_ref().unwrap().join("cgroup.procs");
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.ns.path().display()))
-            .args([
-                "sh",
-                "-c",
-                &format!("echo $$ > {} && exec \"$@\"", procs.display()),
-                "sh",
-            ])
-            .args(cmd);
-        run_with_timeout(&mut c, std::time::Duration::from_secs(60))
+        self.process_in_hooked_cgroup(&self.ns, cmd)
     }
 
     /// A datapath counter as `linkrt status` shows it.
