@@ -46,21 +46,22 @@ pub fn remove(cfg: &Config, lock: &Lock, name: &str, force: bool) -> Result<Vec<
         ))
     };
 
+    // A container that uses the image: a running one always stops the removal, a stopped one
+    // unless forced.
+    let in_use = || match (running, stopped) {
+        (Some(c), _) => Err(conflict(
+            true,
+            format!("image is being used by running container {}", c.short_id()),
+        )),
+        (None, Some(c)) if !force => Err(conflict(
+            false,
+            format!("image is being used by stopped container {}", c.short_id()),
+        )),
+        _ => Ok(()),
+    };
+
     if let Some(b) = img.builtin() {
-        if let Some(c) = running {
-            return Err(conflict(
-                true,
-                format!("image is being used by running container {}", c.short_id()),
-            ));
-        }
-        if let Some(c) = stopped
-            && !force
-        {
-            return Err(conflict(
-                false,
-                format!("image is being used by stopped container {}", c.short_id()),
-            ));
-        }
+        in_use()?;
         return Err(conflict(
             true,
             format!(
@@ -102,20 +103,7 @@ pub fn remove(cfg: &Config, lock: &Lock, name: &str, force: bool) -> Result<Vec<
         if repos.len() > 1 && !force {
             return Err(conflict(false, "image is referenced in multiple repositories".into()));
         }
-        if let Some(c) = running {
-            return Err(conflict(
-                true,
-                format!("image is being used by running container {}", c.short_id()),
-            ));
-        }
-        if let Some(c) = stopped
-            && !force
-        {
-            return Err(conflict(
-                false,
-                format!("image is being used by stopped container {}", c.short_id()),
-            ));
-        }
+        in_use()?;
         for t in std::mem::take(&mut rec.tags) {
             out.push(format!("Untagged: {t}"));
         }
