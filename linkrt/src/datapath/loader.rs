@@ -417,18 +417,26 @@ pub(super) fn attached_program(cfg: &Config, ifname: &str, hook: Hook) -> Option
         .or_else(|| netlink::attached_program(cfg, ifname, hook))
 }
 
-/// Names of the interfaces that have pinned TCX links.
-pub fn tcx_interfaces(cfg: &Config) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(cfg.links_dir())
+/// The names of the entries of `dir` that end in `suffix`, without it (a missing directory
+/// has none): the interfaces that have a pin or record of one hook.
+pub(super) fn names_with_suffix(dir: &Path, suffix: &str) -> Vec<String> {
+    fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
             e.file_name()
                 .to_str()
-                .and_then(|n| n.strip_suffix("_in"))
+                .and_then(|n| n.strip_suffix(suffix))
                 .map(str::to_owned)
         })
+        .collect()
+}
+
+/// Names of the interfaces that have pinned TCX links.
+pub fn tcx_interfaces(cfg: &Config) -> Vec<String> {
+    let mut v: Vec<String> = names_with_suffix(&cfg.links_dir(), "_in")
+        .into_iter()
         .filter(|n| !n.starts_with("cgroup_"))
         .collect();
     v.sort();

@@ -179,17 +179,7 @@ pub fn detach(cfg: &Config, ifname: &str, hook: Hook) -> Result<()> {
 
 /// Names of the interfaces with a recorded filter.
 pub fn recorded_interfaces(cfg: &Config) -> Vec<String> {
-    std::fs::read_dir(dir(cfg))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix("_in.json"))
-                .map(str::to_owned)
-        })
-        .collect()
+    super::loader::names_with_suffix(&dir(cfg), "_in.json")
 }
 
 /// `cls_bpf`'s "direct action" flag (`TCA_BPF_FLAG_ACT_DIRECT`).
