@@ -6,10 +6,7 @@
 //! `linkrt status` shows the [`Health`] and changes nothing.
 use std::{collections::BTreeSet, fmt, net::Ipv4Addr, path::PathBuf};
 
-use aya::{
-    maps::MapData,
-    programs::{links::PinnedLink, loaded_programs},
-};
+use aya::programs::{links::PinnedLink, loaded_programs};
 use linkrt_common::maps;
 
 use super::{
@@ -132,14 +129,6 @@ impl fmt::Display for Health {
     }
 }
 
-fn map_id(cfg: &Config, name: &'static str) -> Option<u32> {
-    MapData::from_pin(cfg.maps_dir().join(name))
-        .ok()?
-        .info()
-        .ok()
-        .map(|i| i.id())
-}
-
 /// What is missing from the datapath that `want` needs. Reads only.
 pub fn check(cfg: &Config, want: &Wanted) -> Health {
     let mut missing = Vec::new();
@@ -151,7 +140,7 @@ pub fn check(cfg: &Config, want: &Wanted) -> Health {
         return Health { missing };
     }
     for name in maps::ALL_MAPS {
-        if map_id(cfg, name).is_none() {
+        if programs::map_id(cfg, name).is_none() {
             missing.push(Missing::Map(name));
         }
     }
@@ -160,7 +149,7 @@ pub fn check(cfg: &Config, want: &Wanted) -> Health {
     let pinned: BTreeSet<u32> = maps::ALL_MAPS
         .iter()
         .chain(std::iter::once(&super::debug_log::LOG_MAP))
-        .filter_map(|n| map_id(cfg, n))
+        .filter_map(|n| programs::map_id(cfg, n))
         .collect();
     let ifaces = want.endpoints.iter().map(|e| &e.veth).chain(want.uplinks.iter());
     let mut progs: Vec<(String, u32)> = Vec::new();

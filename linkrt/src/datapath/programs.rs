@@ -46,12 +46,17 @@ pub(super) fn key(obj: &[u8], retval: bool) -> String {
     format!("{h:016x}")
 }
 
+/// The ID of pinned map `name`, `None` when it is not pinned.
+pub(super) fn map_id(cfg: &Config, name: &str) -> Option<u32> {
+    MapInfo::from_pin(cfg.maps_dir().join(name)).ok().map(|i| i.id())
+}
+
 /// The IDs of the pinned maps (linkrt's and aya-log's), or `None` when one is not pinned.
 pub(super) fn pinned_map_ids(cfg: &Config) -> Option<BTreeSet<u32>> {
     maps::ALL_MAPS
         .iter()
         .chain(std::iter::once(&super::debug_log::LOG_MAP))
-        .map(|n| MapInfo::from_pin(cfg.maps_dir().join(n)).ok().map(|i| i.id()))
+        .map(|n| map_id(cfg, n))
         .collect()
 }
 
