@@ -302,14 +302,16 @@ pub fn inspect_json(store: &state::Store, c: &Container, all: &[Container]) -> V
     }
     let mut net_ports: serde_json::Map<String, Value> = serde_json::Map::new();
     if running {
+        // Each container port's mappings, found once (a 60,000-port range is 60,000 of them).
+        let mut by_port: BTreeMap<crate::ports::PortKey, Vec<Value>> = BTreeMap::new();
+        for m in &c.state.ports {
+            by_port
+                .entry(m.container)
+                .or_default()
+                .push(json!({"HostIp": m.host_ip.to_string(), "HostPort": m.host_port.to_string()}));
+        }
         for p in &c.spec.exposed {
-            let ms: Vec<Value> = c
-                .state
-                .ports
-                .iter()
-                .filter(|m| m.container == *p)
-                .map(|m| json!({"HostIp": m.host_ip, "HostPort": m.host_port.to_string()}))
-                .collect();
+            let ms = by_port.get(p).cloned().unwrap_or_default();
             net_ports.insert(
                 p.to_string(),
                 if ms.is_empty() { Value::Null } else { Value::Array(ms) },

@@ -70,22 +70,18 @@ pub struct PortBinding {
 }
 
 /// An allocated publication: what the datapath implements.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Mapping {
     pub container: PortKey,
     /// `0.0.0.0`, `::` or a specific address.
-    pub host_ip: String,
+    pub host_ip: IpAddr,
     pub host_port: u16,
 }
 
 impl Mapping {
     /// `0.0.0.0:32768` (IPv6 in brackets).
     pub fn host_addr(&self) -> String {
-        if self.host_ip.contains(':') {
-            format!("[{}]:{}", self.host_ip, self.host_port)
-        } else {
-            format!("{}:{}", self.host_ip, self.host_port)
-        }
+        std::net::SocketAddr::new(self.host_ip, self.host_port).to_string()
     }
 }
 
@@ -100,7 +96,7 @@ pub mod ranges {
     struct Range {
         proto: Proto,
         container_port: u16,
-        host_ip: String,
+        host_ip: std::net::IpAddr,
         host_port: u16,
         count: u32,
     }
@@ -120,7 +116,7 @@ pub mod ranges {
             out.push(Range {
                 proto: m.container.proto,
                 container_port: m.container.port,
-                host_ip: m.host_ip.clone(),
+                host_ip: m.host_ip,
                 host_port: m.host_port,
                 count: 1,
             });
@@ -130,7 +126,7 @@ pub mod ranges {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Mapping>, D::Error> {
         let rs = Vec::<Range>::deserialize(d)?;
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(rs.iter().map(|r| r.count as usize).sum::<usize>().min(1 << 17));
         for r in rs {
             if r.count == 0
                 || u32::from(r.container_port) + r.count - 1 > 65535
@@ -138,16 +134,146 @@ pub mod ranges {
             {
                 return Err(serde::de::Error::custom("port range out of bounds"));
             }
-            for i in 0..r.count {
-                v.push(Mapping {
-                    container: PortKey {
-                        port: r.container_port + i as u16,
-                        proto: r.proto,
-                    },
-                    host_ip: r.host_ip.clone(),
-                    host_port: r.host_port + i as u16,
-                });
+            v.extend((0..r.count).map(|i| Mapping {
+                container: PortKey {
+                    port: r.container_port + i as u16,
+                    proto: r.proto,
+                },
+                host_ip: r.host_ip,
+                host_port: r.host_port + i as u16,
+            }));
+        }
+        Ok(v)
+    }
+}
+
+/// Exposed ports stored as runs of consecutive ports of one protocol: `{"port":1024,
+/// "proto":"sctp","count":60000}`. A record written one object per port (no `count`) reads
+/// the same.
+pub mod key_ranges {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{PortKey, Proto};
+
+    fn one() -> u32 {
+        1
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Run {
+        port: u16,
+        proto: Proto,
+        #[serde(default = "one")]
+        count: u32,
+    }
+
+    pub fn serialize<S: Serializer>(v: &[PortKey], s: S) -> Result<S::Ok, S::Error> {
+        let mut out: Vec<Run> = Vec::new();
+        for k in v {
+            if let Some(r) = out.last_mut()
+                && r.proto == k.proto
+                && u32::from(r.port) + r.count == u32::from(k.port)
+            {
+                r.count += 1;
+                continue;
             }
+            out.push(Run {
+                port: k.port,
+                proto: k.proto,
+                count: 1,
+            });
+        }
+        out.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PortKey>, D::Error> {
+        let mut v = Vec::new();
+        for r in Vec::<Run>::deserialize(d)? {
+            if r.count == 0 || u32::from(r.port) + r.count - 1 > 65535 {
+                return Err(serde::de::Error::custom("port range out of bounds"));
+            }
+            v.extend((0..r.count).map(|i| PortKey {
+                port: r.port + i as u16,
+                proto: r.proto,
+            }));
+        }
+        Ok(v)
+    }
+}
+
+/// Requested publications stored as runs: consecutive container ports of one protocol and
+/// host address whose host ports (or host port ranges) advance with them, as one `-p A-B:C-D`
+/// makes. A record written one object per binding (no `count`) reads the same.
+pub mod binding_ranges {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{PortBinding, PortKey};
+
+    fn one() -> u32 {
+        1
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Run {
+        container: PortKey,
+        host_ip: String,
+        host_start: u16,
+        host_end: u16,
+        #[serde(default = "one")]
+        count: u32,
+    }
+
+    /// Whether `b` is the next binding of run `r`. An ephemeral binding (`0..=0`) stays 0.
+    fn extends(r: &Run, b: &PortBinding) -> bool {
+        let step = |x: u16| if x == 0 { 0 } else { u32::from(x) + r.count };
+        r.container.proto == b.container.proto
+            && r.host_ip == b.host_ip
+            && u32::from(r.container.port) + r.count == u32::from(b.container.port)
+            && step(r.host_start) == u32::from(b.host_start)
+            && step(r.host_end) == u32::from(b.host_end)
+    }
+
+    pub fn serialize<S: Serializer>(v: &[PortBinding], s: S) -> Result<S::Ok, S::Error> {
+        let mut out: Vec<Run> = Vec::new();
+        for b in v {
+            if let Some(r) = out.last_mut()
+                && extends(r, b)
+            {
+                r.count += 1;
+                continue;
+            }
+            out.push(Run {
+                container: b.container,
+                host_ip: b.host_ip.clone(),
+                host_start: b.host_start,
+                host_end: b.host_end,
+                count: 1,
+            });
+        }
+        out.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PortBinding>, D::Error> {
+        let mut v = Vec::new();
+        for r in Vec::<Run>::deserialize(d)? {
+            let last = |x: u16| if x == 0 { 0 } else { u32::from(x) + r.count - 1 };
+            if r.count == 0
+                || u32::from(r.container.port) + r.count - 1 > 65535
+                || last(r.host_end) > 65535
+                || r.host_start > r.host_end
+            {
+                return Err(serde::de::Error::custom("port range out of bounds"));
+            }
+            let at = |x: u16, i: u32| if x == 0 { 0 } else { x + i as u16 };
+            v.extend((0..r.count).map(|i| PortBinding {
+                container: PortKey {
+                    port: r.container.port + i as u16,
+                    proto: r.container.proto,
+                },
+                host_ip: r.host_ip.clone(),
+                host_start: at(r.host_start, i),
+                host_end: at(r.host_end, i),
+            }));
         }
         Ok(v)
     }
@@ -344,19 +470,23 @@ fn join_host_port(ip: &str, port: &str) -> String {
 /// (host port = container port) grouped per protocol (and host IP) into consecutive ranges,
 /// the groups in the order they were started; translated mappings listed last, one by one.
 pub fn ps_ports(exposed: &[PortKey], maps: &[Mapping]) -> String {
-    let mut ports: Vec<PortSummary> = Vec::new();
+    // The mappings of each container port, found once (a 60,000-port range is 60,000 of them).
+    let mut by_port: std::collections::HashMap<PortKey, Vec<&Mapping>> = Default::default();
+    for m in maps {
+        by_port.entry(m.container).or_default().push(m);
+    }
+    let mut ports: Vec<PortSummary> = Vec::with_capacity(exposed.len().max(maps.len()));
     for e in exposed {
-        let mut any = false;
-        for m in maps.iter().filter(|m| m.container == *e) {
-            any = true;
+        let mine = by_port.get(e).map(Vec::as_slice).unwrap_or_default();
+        for m in mine {
             ports.push(PortSummary {
-                ip: m.host_ip.clone(),
+                ip: m.host_ip.to_string(),
                 public: m.host_port,
                 private: e.port,
                 proto: e.proto.as_str(),
             });
         }
-        if !any {
+        if mine.is_empty() {
             ports.push(PortSummary {
                 ip: String::new(),
                 public: 0,
@@ -513,7 +643,7 @@ mod tests {
         };
         let m = |h, c| Mapping {
             container: tcp(c),
-            host_ip: "0.0.0.0".into(),
+            host_ip: "0.0.0.0".parse().unwrap(),
             host_port: h,
         };
         assert_eq!(ps_ports(&[tcp(6379)], &[]), "6379/tcp");
@@ -543,7 +673,7 @@ mod tests {
         assert_eq!(ps_ports(&ks(&[1, 2, 4, 5, 7]), &[]), "1-2/tcp, 4-5/tcp, 7/tcp");
         let at = |ip: &str, h, c| Mapping {
             container: tcp(c),
-            host_ip: ip.into(),
+            host_ip: ip.parse().unwrap(),
             host_port: h,
         };
         // By container port, then host IP as a string.
@@ -570,36 +700,32 @@ pub fn ephemeral_range() -> (u16, u16) {
         .unwrap_or((32768, 60999))
 }
 
-fn is_wildcard(ip: &str) -> bool {
-    matches!(ip, "0.0.0.0" | "::")
-}
-
 /// Host ports in use, indexed for O(1) conflict checks (a wildcard address conflicts with
 /// every address; a specific one with itself and the wildcard).
 #[derive(Default)]
 struct InUse {
     wild: std::collections::HashSet<(Proto, u16)>,
-    specific: std::collections::HashSet<(Proto, u16, String)>,
+    specific: std::collections::HashSet<(Proto, u16, IpAddr)>,
     any_specific: std::collections::HashSet<(Proto, u16)>,
 }
 
 impl InUse {
     fn insert(&mut self, m: &Mapping) {
         let k = (m.container.proto, m.host_port);
-        if is_wildcard(&m.host_ip) {
+        if m.host_ip.is_unspecified() {
             self.wild.insert(k);
         } else {
-            self.specific.insert((k.0, k.1, m.host_ip.clone()));
+            self.specific.insert((k.0, k.1, m.host_ip));
             self.any_specific.insert(k);
         }
     }
 
-    fn busy(&self, proto: Proto, port: u16, ip: &str) -> bool {
+    fn busy(&self, proto: Proto, port: u16, ip: IpAddr) -> bool {
         self.wild.contains(&(proto, port))
-            || if is_wildcard(ip) {
+            || if ip.is_unspecified() {
                 self.any_specific.contains(&(proto, port))
             } else {
-                self.specific.contains(&(proto, port, ip.to_string()))
+                self.specific.contains(&(proto, port, ip))
             }
     }
 }
@@ -614,7 +740,7 @@ pub fn allocate(
     in_use: &[Mapping],
     last: &mut std::collections::BTreeMap<String, u16>,
     range: (u16, u16),
-    host_free: &dyn Fn(&str, u16, Proto) -> std::result::Result<(), String>,
+    host_free: &dyn Fn(IpAddr, u16, Proto) -> std::result::Result<(), String>,
 ) -> Result<Vec<Mapping>> {
     let mut used = InUse::default();
     for m in in_use {
@@ -622,26 +748,24 @@ pub fn allocate(
     }
     let mut out = Vec::new();
     for b in bindings {
-        let ip = if b.host_ip.is_empty() {
-            "0.0.0.0".to_string()
+        let ip: IpAddr = if b.host_ip.is_empty() {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
         } else {
-            b.host_ip.clone()
+            b.host_ip
+                .parse()
+                .map_err(|_| Error::user(format!("Invalid ip address: {}", b.host_ip)))?
         };
         let proto = b.container.proto;
-        let busy = |port: u16, used: &InUse| used.busy(proto, port, &ip);
+        let busy = |port: u16, used: &InUse| used.busy(proto, port, ip);
         let port = if b.host_start != 0 && b.host_start == b.host_end {
             let p = b.host_start;
-            let shown = if ip.contains(':') {
-                format!("[{ip}]:{p}")
-            } else {
-                format!("{ip}:{p}")
-            };
+            let shown = std::net::SocketAddr::new(ip, p).to_string();
             if busy(p, &used) {
                 return Err(Error::user(format!(
                     "Bind for {shown} failed: port is already allocated"
                 )));
             }
-            if let Err(why) = host_free(&ip, p, proto) {
+            if let Err(why) = host_free(ip, p, proto) {
                 // Docker 28's words (its port allocator's bind error).
                 return Err(Error::user(format!(
                     "failed to bind host port {shown}/{}: {why}",
@@ -664,7 +788,7 @@ pub fn allocate(
             };
             let found = (0..n)
                 .map(|i| lo + (((start - lo) as u32 + i) % n) as u16)
-                .find(|&p| !busy(p, &used) && host_free(&ip, p, proto).is_ok());
+                .find(|&p| !busy(p, &used) && host_free(ip, p, proto).is_ok());
             match found {
                 Some(p) => {
                     if b.host_start == 0 {
@@ -682,7 +806,7 @@ pub fn allocate(
         };
         let m = Mapping {
             container: b.container,
-            host_ip: ip.clone(),
+            host_ip: ip,
             host_port: port,
         };
         used.insert(&m);
@@ -705,7 +829,7 @@ mod range_tests {
     fn mappings_are_stored_as_ranges() {
         let m = |c: u16, h: u16, p: Proto, ip: &str| Mapping {
             container: PortKey { port: c, proto: p },
-            host_ip: ip.into(),
+            host_ip: ip.parse().unwrap(),
             host_port: h,
         };
         let mut v: Vec<Mapping> = (0..10_000)
@@ -724,6 +848,46 @@ mod range_tests {
             .is_err()
         );
     }
+
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct Spec {
+        #[serde(with = "key_ranges")]
+        exposed: Vec<PortKey>,
+        #[serde(with = "binding_ranges")]
+        bindings: Vec<PortBinding>,
+    }
+
+    #[test]
+    fn exposed_ports_and_bindings_are_stored_as_runs() {
+        let mut bindings = parse_publish("1024-61023:1024-61023/sctp").unwrap();
+        bindings.extend(parse_publish("127.0.0.1:8000-8100:80").unwrap());
+        bindings.extend(parse_publish("81-82").unwrap());
+        bindings.extend(parse_publish("9000-9001:90-91/udp").unwrap());
+        let mut exposed: Vec<PortKey> = bindings.iter().map(|b| b.container).collect();
+        exposed.push(PortKey {
+            port: 1025,
+            proto: Proto::Tcp,
+        });
+        let w = Spec { exposed, bindings };
+        let json = serde_json::to_string(&w).unwrap();
+        // 60,000 ports of one range are one run, not 60,000 objects.
+        assert!(json.len() < 800, "{} bytes: {json}", json.len());
+        assert_eq!(serde_json::from_str::<Spec>(&json).unwrap(), w);
+        // A record written one object per port reads the same.
+        let old = r#"{"exposed":[{"port":80,"proto":"tcp"},{"port":81,"proto":"tcp"}],
+            "bindings":[{"container":{"port":80,"proto":"tcp"},"host_ip":"","host_start":0,"host_end":0}]}"#;
+        let o = serde_json::from_str::<Spec>(old).unwrap();
+        assert_eq!(o.exposed.len(), 2);
+        assert_eq!(o.bindings, parse_publish("80").unwrap());
+        for bad in [
+            r#"{"exposed":[{"port":65535,"proto":"tcp","count":2}],"bindings":[]}"#,
+            r#"{"exposed":[{"port":1,"proto":"tcp","count":0}],"bindings":[]}"#,
+            r#"{"exposed":[],"bindings":[{"container":{"port":1,"proto":"tcp"},"host_ip":"","host_start":65535,"host_end":65535,"count":2}]}"#,
+            r#"{"exposed":[],"bindings":[{"container":{"port":1,"proto":"tcp"},"host_ip":"","host_start":9,"host_end":8}]}"#,
+        ] {
+            assert!(serde_json::from_str::<Spec>(bad).is_err(), "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -740,7 +904,7 @@ mod alloc_tests {
             in_use,
             last,
             (32768, 60999),
-            &|ip, p, _| match (ip, p) {
+            &|ip, p, _| match (ip.to_string().as_str(), p) {
                 (_, 9999) => Err("address already in use".into()),
                 ("10.9.9.9", _) => Err("cannot assign requested address".into()),
                 _ => Ok(()),

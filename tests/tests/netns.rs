@@ -97,7 +97,7 @@ fn a_published_range_is_written_and_removed_in_one_batch() {
                     port: p,
                     proto: Proto::Tcp,
                 },
-                host_ip: "0.0.0.0".into(),
+                host_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
                 host_port: p,
             })
             .collect()

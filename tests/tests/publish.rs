@@ -319,6 +319,23 @@ fn a_10000_port_range_is_one_map_update_not_10000_processes() {
     assert!(!now.is_empty() && now.len() <= 3, "{now:?}");
     assert!(h.ok(&["ps"]).contains("0.0.0.0:20000-29999->20000-29999/tcp"));
     assert_eq!(h.ok(&["port", "wide"]).lines().count(), 10_000);
+    // Every port is in inspect, requested and published...
+    let n = |tmpl: &str| h.inspect("wide", tmpl).trim().parse::<usize>().unwrap();
+    assert_eq!(n("{{len .HostConfig.PortBindings}}"), 10_000);
+    assert_eq!(n("{{len .NetworkSettings.Ports}}"), 10_000);
+    assert_eq!(
+        h.inspect("wide", "{{json (index .NetworkSettings.Ports \"29999/tcp\")}}")
+            .trim(),
+        r#"[{"HostIp":"0.0.0.0","HostPort":"29999"}]"#
+    );
+    // ...while the record and the index hold the range as one run each, not 10,000 objects.
+    let id = h.inspect("wide", "{{.Id}}");
+    let record = h.t.cfg.root.join("containers").join(id.trim()).join("record");
+    let index = h.t.cfg.root.join("index");
+    for f in [&record, &index] {
+        let len = std::fs::metadata(f).unwrap().len();
+        assert!(len < 16 * 1024, "{}: {len} bytes", f.display());
+    }
     let body = eventually(10, || cl.curl(&format!("http://{HOST_IP}:25000/")));
     assert!(body.contains("Directory listing"), "{body}");
     // Every port of the range is held against host processes.

@@ -83,10 +83,9 @@ fn remove_where<K: aya::Pod, V: aya::Pod>(
 }
 
 fn port_key(m: &Mapping) -> Result<PortKey> {
-    let ip: Ipv4Addr = m
-        .host_ip
-        .parse()
-        .map_err(|_| Error::user(format!("not an IPv4 host address: {}", m.host_ip)))?;
+    let std::net::IpAddr::V4(ip) = m.host_ip else {
+        return Err(Error::user(format!("not an IPv4 host address: {}", m.host_ip)));
+    };
     Ok(PortKey::new(ip, m.host_port, m.container.proto.number()))
 }
 

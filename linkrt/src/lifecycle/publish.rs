@@ -15,13 +15,12 @@ use crate::{
 /// is checked against the host's addresses only.
 fn host_port_free(
     held: &crate::datapath::HostSockets,
-    ip: &str,
+    ip: IpAddr,
     port: u16,
     proto: Proto,
     local: &[std::net::Ipv4Addr],
 ) -> std::result::Result<(), String> {
-    let addr: IpAddr = ip.parse().map_err(|_| format!("invalid address {ip}"))?;
-    let IpAddr::V4(a) = addr else {
+    let IpAddr::V4(a) = ip else {
         // Refused later, by name (the datapath has no IPv6 yet).
         return Ok(());
     };
@@ -67,7 +66,7 @@ pub fn allocate(cfg: &Config, c: &Container, all: &[Container], local: &[std::ne
     let in_use: Vec<Mapping> = all
         .iter()
         .filter(|o| o.id != c.id && matches!(o.state.status, Status::Running | Status::Dead))
-        .flat_map(|o| o.state.ports.iter().cloned())
+        .flat_map(|o| o.state.ports.iter().copied())
         .collect();
     // Where the round-robin of ephemeral ports stands (a hint: losing it only restarts it).
     let mut last: BTreeMap<String, u16> = std::fs::read(rr_path(cfg))
@@ -102,7 +101,7 @@ pub fn allocate(cfg: &Config, c: &Container, all: &[Container], local: &[std::ne
                 m.host_ip, m.host_port, m.container, m.container.port, m.container.port
             )));
         }
-        if m.host_ip.contains(':') {
+        if m.host_ip.is_ipv6() {
             return Err(Error::user(format!(
                 "IPv6 host addresses are not supported by the linkrt datapath yet: {}",
                 m.host_addr()

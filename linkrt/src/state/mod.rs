@@ -250,9 +250,11 @@ pub struct Spec {
     /// Docker's `Config.Env`: `--env-file` and `-e` entries as given (a bare `KEY` unsets
     /// KEY), then the image's ENV entries whose key they do not set.
     pub env: Vec<String>,
-    /// Exposed ports (image EXPOSE, --expose, and published ports).
+    /// Exposed ports (image EXPOSE, --expose, and published ports), stored as runs.
+    #[serde(with = "crate::ports::key_ranges")]
     pub exposed: Vec<PortKey>,
-    /// Requested publications (`-p`), before host port allocation.
+    /// Requested publications (`-p`), before host port allocation, stored as runs.
+    #[serde(with = "crate::ports::binding_ranges")]
     pub port_bindings: Vec<PortBinding>,
     pub publish_all: bool,
     pub links: Vec<Link>,
