@@ -392,7 +392,12 @@ fn a_full_policy_map_is_named_with_its_limit_and_the_failed_start_leaves_nothing
     let fits = linkrt::bpf::map_len(&h.t.cfg, maps::POLICY).unwrap();
     assert!(fits >= 10, "the fitting link's entries are there: {fits}");
 
-    let o = h.linkrt(&["run", "-d", "--name", "rcp", "--link", "wide", "alpine", "sleep", "600"]);
+    // The runtime creates the container while its network is wired; its process must not run
+    // when the wiring fails. It would leave a mark in this volume.
+    let marks = linkrt_tests::TempDir::new("linkrt-marks");
+    let vol = format!("{}:/m", marks.path.display());
+    let marking = ["-v", vol.as_str(), "alpine", "sh", "-c", "touch /m/ran; sleep 600"];
+    let o = h.linkrt(&[&["run", "-d", "--name", "rcp", "--link", "wide"][..], &marking].concat());
     assert_eq!(o.code, 125, "{o:?}");
     assert!(
         o.stderr
@@ -406,6 +411,20 @@ fn a_full_policy_map_is_named_with_its_limit_and_the_failed_start_leaves_nothing
     assert_eq!(h.inspect("rcp", "{{.State.Status}}"), "created");
     let id = h.inspect("rcp", "{{.Id}}");
     assert!(!linkrt_tests::netns_exists(&id), "no namespace left");
+    assert!(!marks.path.join("ran").exists(), "the process never ran");
+    let runtime_state = h.t.cfg.run_root.join("runtime/runc").join(&id);
+    assert!(
+        !runtime_state.exists(),
+        "the runtime holds nothing: {}",
+        runtime_state.display()
+    );
+    let cgroups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h_| h_.path().join(&h.t.cfg.cgroup_parent).join(&id))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(cgroups.is_empty(), "no cgroup left: {cgroups:?}");
     assert_eq!(
         linkrt::bpf::map_len(&h.t.cfg, maps::POLICY).unwrap(),
         fits,
@@ -420,4 +439,7 @@ fn a_full_policy_map_is_named_with_its_limit_and_the_failed_start_leaves_nothing
     assert!(temp_files(&h).is_empty(), "{:?}", temp_files(&h));
     // The links that fit still work after the failure.
     assert_eq!(h.inspect("fits", "{{.State.Status}}"), "running");
+    // The probe: the same command, started whole, leaves its mark.
+    h.ok(&[&["run", "-d", "--name", "marker"][..], &marking].concat());
+    linkrt_tests::eventually(10, || marks.path.join("ran").exists().then_some(()));
 }

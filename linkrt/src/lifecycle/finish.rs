@@ -18,8 +18,27 @@ pub fn exit_path(cfg: &Config, id: &str) -> std::path::PathBuf {
 /// Records an exit in `c` (under the lock): network torn down, root unmounted, status
 /// `Exited`; removed with `--rm`. The exit and pids files go once the record is written.
 pub fn apply_exit(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Container, e: &ExitRecord) -> Result<()> {
+    apply_exit_after(store, lock, snap, c, e, None)
+}
+
+/// [`apply_exit`] while the runtime's `deleting` of the container runs: it is waited for
+/// before the record says `Exited`, so that a start that follows never meets the old one.
+fn apply_exit_after(
+    store: &Store,
+    lock: &Lock,
+    snap: &mut Snapshot,
+    c: &mut Container,
+    e: &ExitRecord,
+    deleting: Option<oci::runtime::Deleting>,
+) -> Result<()> {
     let cfg = &store.cfg;
     let r = teardown::network(cfg, network::system().as_ref(), c).and(oci::rootfs::unmount(cfg, &c.id));
+    if let Some(d) = deleting {
+        // Reported, not returned: the exit is recorded whatever the runtime says.
+        if let Err(e) = d.wait() {
+            log::error!("{e}");
+        }
+    }
     state::failpoint("finish");
     c.state.status = Status::Exited;
     c.state.exit_code = e.code;
@@ -48,7 +67,13 @@ pub fn apply_exit(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Conta
 /// The supervisor's end: the exit is kept in the run directory first, then recorded. Returns
 /// the delay after which the restart policy restarts the container (the supervisor waits it,
 /// then calls `restart::restart_now`).
-pub fn finish(cfg: &Config, id: &str, code: i32, oom_killed: bool) -> Result<Option<std::time::Duration>> {
+pub fn finish(
+    cfg: &Config,
+    id: &str,
+    code: i32,
+    oom_killed: bool,
+    deleting: Option<oci::runtime::Deleting>,
+) -> Result<Option<std::time::Duration>> {
     let e = ExitRecord {
         code,
         oom_killed,
@@ -58,18 +83,25 @@ pub fn finish(cfg: &Config, id: &str, code: i32, oom_killed: bool) -> Result<Opt
     let lock = Lock::wait(cfg)?;
     let store = Store::new(cfg);
     let mut snap = store.snapshot()?;
+    let settle = |d: Option<oci::runtime::Deleting>| {
+        if let Some(Err(e)) = d.map(oci::runtime::Deleting::wait) {
+            log::error!("{e}");
+        }
+    };
     let Some(mut c) = snap.get(id).cloned() else {
         // Removed meanwhile (`rm -f`): nothing to record.
+        settle(deleting);
         return teardown::remove_if_exists(&exit_path(cfg, id)).map(|()| None);
     };
     if c.state.status == Status::Dead {
+        settle(deleting);
         // The record cannot be written: the exit stays in the run directory for `rm -f`.
         return Err(Error::sys(format!(
             "the record of {id} is unreadable; its exit ({code}) is kept in {}",
             exit_path(cfg, id).display()
         )));
     }
-    apply_exit(&store, &lock, &mut snap, &mut c, &e)?;
+    apply_exit_after(&store, &lock, &mut snap, &mut c, &e, deleting)?;
     if c.spec.auto_remove {
         return Ok(None);
     }

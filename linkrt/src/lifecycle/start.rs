@@ -1,12 +1,15 @@
-//! `start`: the network (address, veth, datapath, published ports), the files, the root and
-//! the bundle, then the supervisor through the one launch path. Write-ahead: the record names
-//! what is about to exist before it is made, so an interrupted start is repaired by the next
-//! command; a failed start undoes everything at once, its policy entries included.
+//! `start`: the address and the veth, the files, the root and the bundle; then the supervisor
+//! through the one launch path, whose runtime creates the container while this command wires
+//! its network into the datapath (programs, published ports, link policy); then the go, and
+//! the container's process runs. Write-ahead: the record names what is about to exist before
+//! it is made, so an interrupted start is repaired by the next command; a failed start undoes
+//! everything at once, its policy entries included.
 use std::net::Ipv4Addr;
 
 use super::{etc_files, policy, publish, teardown};
 use crate::{
     bpf,
+    config::Config,
     error::{Error, Result},
     image, network, oci,
     process::{launch, sync::Report},
@@ -71,8 +74,8 @@ pub fn check_links(c: &Container, all: &[Container]) -> Result<()> {
     Ok(())
 }
 
-/// Sets up the network, the files, the root and the bundle of `c`. On error everything made
-/// here is undone.
+/// Sets up the address and veth, the files, the root and the bundle of `c`. On error
+/// everything made here is undone.
 pub fn prepare(store: &Store, lock: &Lock, snap: &mut Snapshot, c: &mut Container) -> Result<()> {
     prepare_on(store, lock, snap, c, network::system().as_ref())
 }
@@ -127,18 +130,6 @@ fn prepare_inner(
         mac: network::mac_for(ip),
         subnet,
     })?;
-    let mut dp = bpf::Datapath::load(cfg)?;
-    dp.attach(&veth, bpf::Role::Container)?;
-    for up in bpf::uplinks(cfg, net)? {
-        dp.attach(&up, bpf::Role::Uplink)?;
-    }
-    bpf::set_local_addrs(cfg, &local)?;
-    if let Some(cg) = cfg.cgroup_dir() {
-        dp.attach_cgroup(&cg)?;
-    }
-    bpf::publish(cfg, &c.state.ports, &ip.to_string())?;
-    state::failpoint("start-network");
-
     for l in &c.spec.links {
         if let Some(ip) = snap.get(&l.source_id).and_then(|s| s.state.ip) {
             c.state.link_ips.insert(l.source_id.clone(), ip);
@@ -147,7 +138,6 @@ fn prepare_inner(
     etc_files::write_all(store, c, &snap.containers)?;
     store.save(lock, c)?;
     upsert(snap, c);
-    policy::sync(cfg, &snap.containers)?;
     let img = image::for_container(cfg, &c.spec.image, &c.spec.image_id)?;
     let root = oci::rootfs::prepare(cfg, &c.id, &img, c.spec.rootfs.as_deref(), &c.spec.workdir)?;
     oci::write_bundle(
@@ -157,6 +147,28 @@ fn prepare_inner(
         super::env::process_env(c, &snap.containers, c.spec.tty),
         &root,
     )
+}
+
+/// Wires the prepared container's network into the datapath: the programs on its veth and on
+/// every uplink, the socket hooks, its published ports, and the link policy of every
+/// container. Runs while the runtime creates the container; its process starts only after.
+fn wire(cfg: &Config, snap: &Snapshot, c: &Container, net: &dyn network::Network) -> Result<()> {
+    let (Some(ip), Some(veth)) = (c.state.ip, c.state.veth.as_deref()) else {
+        return Err(Error::sys(format!("{}: started without an address", c.short_id())));
+    };
+    let mut dp = bpf::Datapath::load(cfg)?;
+    dp.attach(veth, bpf::Role::Container)?;
+    for up in bpf::uplinks(cfg, net)? {
+        dp.attach(&up, bpf::Role::Uplink)?;
+    }
+    bpf::set_local_addrs(cfg, &net.local_addrs()?)?;
+    if let Some(cg) = cfg.cgroup_dir() {
+        dp.attach_cgroup(&cg)?;
+    }
+    bpf::publish(cfg, &c.state.ports, &ip.to_string())?;
+    policy::sync(cfg, &snap.containers)?;
+    state::failpoint("start-network");
+    Ok(())
 }
 
 /// Starts `c` (the caller holds `lock`, released once the container runs). Detached: returns
@@ -185,13 +197,19 @@ pub fn start(store: &Store, lock: Lock, snap: &mut Snapshot, c: &mut Container, 
         return Err(e);
     }
     let cfg = &store.cfg;
-    let l = match launch::spawn_supervisor(cfg, &c.id, attach == Attach::Foreground) {
-        Ok(l) => l,
+    let pending = match launch::spawn_supervisor(cfg, &c.id, attach == Attach::Foreground) {
+        Ok(p) => p,
         Err(e) => {
             mark_start_failed(store, &lock, snap, c, 125, &e.to_string())?;
             return Err(e);
         }
     };
+    if let Err(e) = wire(cfg, snap, c, network::system().as_ref()) {
+        pending.cancel();
+        mark_start_failed(store, &lock, snap, c, EXIT_UNKNOWN, &e.to_string())?;
+        return Err(e);
+    }
+    let l = pending.go();
     let (code, msg) = match l.report {
         Some(Report::Started { pid }) => {
             state::failpoint("start-spawned");

@@ -46,6 +46,8 @@ pub fn network(cfg: &Config, net: &dyn network::Network, c: &Container) -> Resul
 pub fn process(cfg: &Config, c: &Container) -> Result<()> {
     let mut errs = Vec::new();
     match oci::runtime::Runtime::for_container(cfg, &c.spec.runtime) {
+        // A container its supervisor already deleted (the usual case): no runtime call.
+        Ok(rt) if !rt.knows(&c.id) => {}
         Ok(rt) => {
             if let Err(e) = rt.delete(&c.id, true) {
                 errs.push(e);

@@ -224,29 +224,63 @@ impl Runtime {
         }
     }
 
-    /// `run --detach`: creates and starts the container of `bundle`; its PID 1 becomes a
-    /// child of the nearest subreaper (the supervisor). The runtime hands its own standard
-    /// input, output and error to the process (unused with a terminal: the pty master then
-    /// arrives on `console_socket`); its own errors go to `<bundle>/runtime.log`.
-    /// Returns PID 1, or the runtime's error message.
-    pub fn run_detached(
+    /// A runtime command with its errors logged (JSON) to `<bundle>/runtime.log`.
+    fn logged(&self, bundle: &Path) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root")
+            .arg(&self.state_root)
+            .arg("--log")
+            .arg(bundle.join("runtime.log"))
+            .arg("--log-format")
+            .arg("json");
+        c
+    }
+
+    /// Waits for a runtime command (at most 60 s: a runtime that hangs must not hang linkrt);
+    /// the runtime's error message when it failed.
+    fn finish(&self, mut child: std::process::Child, bundle: &Path) -> Result<std::result::Result<(), String>> {
+        let start = Instant::now();
+        let st = loop {
+            if let Some(st) = child
+                .try_wait()
+                .map_err(|e| Error::io("waiting for", &self.binary, e))?
+            {
+                break st;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                if let Err(e) = child.kill() {
+                    log::warn!("killing {}: {e}", self.binary.display());
+                }
+                if let Err(e) = child.wait() {
+                    log::warn!("reaping {}: {e}", self.binary.display());
+                }
+                return Ok(Err(format!("{} did not answer within 60 s", self.name)));
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        };
+        if st.success() {
+            return Ok(Ok(()));
+        }
+        let log = bundle.join("runtime.log");
+        Ok(Err(runtime_error(&std::fs::read_to_string(&log).unwrap_or_default())))
+    }
+
+    /// `create`: the container of `bundle` is made (namespaces, root, cgroup, seccomp,
+    /// capabilities) with its PID 1 waiting to exec the process until [`Runtime::start`]. PID 1
+    /// becomes a child of the nearest subreaper (the supervisor). The runtime hands its own
+    /// standard input, output and error to the process (unused with a terminal: the pty master
+    /// then arrives on `console_socket`). Returns PID 1, or the runtime's error message (a
+    /// missing executable is one: runc and crun look it up at create).
+    pub fn create(
         &self,
         id: &str,
         bundle: &Path,
         console_socket: Option<&Path>,
         stdio: [Stdio; 3],
     ) -> Result<std::result::Result<i32, String>> {
-        let log = bundle.join("runtime.log");
         let pid_file = bundle.join("init.pid");
-        let mut c = Command::new(&self.binary);
-        c.arg("--root")
-            .arg(&self.state_root)
-            .arg("--log")
-            .arg(&log)
-            .arg("--log-format")
-            .arg("json");
-        c.arg("run")
-            .arg("--detach")
+        let mut c = self.logged(bundle);
+        c.arg("create")
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
@@ -257,26 +291,11 @@ impl Runtime {
         c.arg(id);
         let [i, o, e] = stdio;
         c.stdin(i).stdout(o).stderr(e);
-        let mut child = c.spawn().map_err(|e| Error::io("running", &self.binary, e))?;
+        let child = c.spawn().map_err(|e| Error::io("running", &self.binary, e))?;
+        // Our copies of the container's stdio ends go with the command.
         drop(c);
-        let start = Instant::now();
-        let st = loop {
-            if let Some(st) = child
-                .try_wait()
-                .map_err(|e| Error::io("waiting for", &self.binary, e))?
-            {
-                break st;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                // A runtime that hangs must not hang linkrt.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Ok(Err(format!("{} did not answer within 60 s", self.name)));
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        };
-        if !st.success() {
-            return Ok(Err(runtime_error(&std::fs::read_to_string(&log).unwrap_or_default())));
+        if let Err(msg) = self.finish(child, bundle)? {
+            return Ok(Err(msg));
         }
         let pid = std::fs::read_to_string(&pid_file)
             .map_err(|e| Error::io("reading", &pid_file, e))?
@@ -284,6 +303,20 @@ impl Runtime {
             .parse::<i32>()
             .map_err(|_| Error::sys(format!("{}: not a pid", pid_file.display())))?;
         Ok(Ok(pid))
+    }
+
+    /// `start`: a created container's PID 1 execs its process.
+    pub fn start(&self, id: &str, bundle: &Path) -> Result<std::result::Result<(), String>> {
+        let child = self
+            .logged(bundle)
+            .arg("start")
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::io("running", &self.binary, e))?;
+        self.finish(child, bundle)
     }
 
     /// Sends `signal` to the container's init (`kill`), `--all` processes when `all`.
@@ -309,25 +342,37 @@ impl Runtime {
         }
     }
 
+    /// Whether the runtime holds state for container `id` (runc and crun keep a directory per
+    /// container under their `--root`): when not, there is nothing to delete.
+    pub fn knows(&self, id: &str) -> bool {
+        self.state_root.join(id).exists()
+    }
+
     /// Removes the runtime's record (and cgroup) of a container; `force` kills it first.
     /// A container the runtime does not know is not an error.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        self.spawn_delete(id, force)?.wait()
+    }
+
+    /// [`Runtime::delete`] started in the background: [`Deleting::wait`] for its outcome.
+    pub fn spawn_delete(&self, id: &str, force: bool) -> Result<Deleting> {
         let mut c = self.cmd();
         c.arg("delete");
         if force {
             c.arg("--force");
         }
-        let out = c.arg(id).output().map_err(|e| Error::io("running", &self.binary, e))?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || err.contains("does not exist") || err.contains("not exist") {
-            Ok(())
-        } else {
-            Err(Error::sys(format!(
-                "{} delete {id}: {}",
-                self.name,
-                runtime_error(&err)
-            )))
-        }
+        let child = c
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("running", &self.binary, e))?;
+        Ok(Deleting {
+            child,
+            what: format!("{} delete {id}", self.name),
+            binary: self.binary.clone(),
+        })
     }
 
     /// The runtime's view of a container: its status, if it knows it.
@@ -370,6 +415,28 @@ impl Runtime {
         }
         c.arg(id);
         c
+    }
+}
+
+/// A runtime's `delete` under way.
+pub struct Deleting {
+    child: std::process::Child,
+    what: String,
+    binary: PathBuf,
+}
+
+impl Deleting {
+    pub fn wait(self) -> Result<()> {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| Error::io("waiting for", &self.binary, e))?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || err.contains("does not exist") || err.contains("not exist") {
+            Ok(())
+        } else {
+            Err(Error::sys(format!("{}: {}", self.what, runtime_error(&err))))
+        }
     }
 }
 

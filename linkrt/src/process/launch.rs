@@ -22,7 +22,7 @@ use super::{
     attach::Frame,
     console,
     supervisor::{ATTACH_FD, REPORT_FD},
-    sync::Report,
+    sync::{self, GO_FD, Report},
 };
 use crate::{
     config::Config,
@@ -36,10 +36,45 @@ pub struct Launched {
     pub attach: Option<StdUnixStream>,
 }
 
-/// Starts `linkrt __supervise ID` in its own session and waits for its start report.
-pub fn spawn_supervisor(cfg: &Config, id: &str, foreground: bool) -> Result<Launched> {
+/// A supervisor whose runtime is creating the container: its process starts on [`Pending::go`].
+pub struct Pending {
+    pub supervisor: i32,
+    report: File,
+    go: StdUnixStream,
+    attach: Option<StdUnixStream>,
+}
+
+impl Pending {
+    /// The container's network is ready: its process may start. Waits for the start report.
+    pub fn go(self) -> Launched {
+        if let Err(e) = sync::send_go(&self.go) {
+            // It is gone; its report, or its absence, says why.
+            log::info!("the supervisor of this start is gone: {e}");
+        }
+        drop(self.go);
+        Launched {
+            supervisor: self.supervisor,
+            report: Report::read(self.report),
+            attach: self.attach,
+        }
+    }
+
+    /// The start failed before its process ran: the supervisor deletes what the runtime
+    /// created and ends. Waits for that, so that nothing of the container outlives the undo.
+    pub fn cancel(self) {
+        drop(self.go);
+        if let Some(r) = Report::read(self.report) {
+            log::info!("the supervisor of a canceled start: {r:?}");
+        }
+    }
+}
+
+/// Starts `linkrt __supervise ID` in its own session: the runtime creates the container from
+/// its bundle meanwhile; [`Pending::go`] starts its process.
+pub fn spawn_supervisor(cfg: &Config, id: &str, foreground: bool) -> Result<Pending> {
     let (r, w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("creating", "a pipe", e.into()))?;
+    let (go, go_theirs) = StdUnixStream::pair().map_err(|e| Error::io("creating", "the go socket", e))?;
     let pair = if foreground {
         Some(StdUnixStream::pair().map_err(|e| Error::io("creating", "the attach socket", e))?)
     } else {
@@ -60,21 +95,31 @@ pub fn spawn_supervisor(cfg: &Config, id: &str, foreground: bool) -> Result<Laun
         cmd.env("LINKRT_CGROUP", cg);
     }
     let wfd = w.as_raw_fd();
+    let gfd = go_theirs.as_raw_fd();
     let afd = pair.as_ref().map(|(_, s)| s.as_raw_fd());
     if afd.is_some() {
         cmd.env("LINKRT_ATTACH", "1");
     }
+    let fds = [(Some(wfd), REPORT_FD), (Some(gfd), GO_FD), (afd, ATTACH_FD)];
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
-            if libc::dup2(wfd, REPORT_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
+            // Each end is first copied above the targets (closed on exec), so that no dup2
+            // overwrites an end that is still to be moved.
+            let mut high = [-1; 3];
+            for (i, (from, _)) in fds.iter().enumerate() {
+                if let Some(f) = from {
+                    high[i] = libc::fcntl(*f, libc::F_DUPFD_CLOEXEC, 10);
+                    if high[i] < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
             }
-            if let Some(a) = afd
-                && libc::dup2(a, ATTACH_FD) < 0
-            {
-                return Err(std::io::Error::last_os_error());
+            for (i, (_, to)) in fds.iter().enumerate() {
+                if high[i] >= 0 && libc::dup2(high[i], *to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -83,6 +128,7 @@ pub fn spawn_supervisor(cfg: &Config, id: &str, foreground: bool) -> Result<Laun
         .spawn()
         .map_err(|e| Error::io("starting the supervisor", "linkrt", e));
     drop(w);
+    drop(go_theirs);
     let (cli, sup) = match pair {
         Some((c, s)) => (Some(c), Some(s)),
         None => (None, None),
@@ -92,9 +138,10 @@ pub fn spawn_supervisor(cfg: &Config, id: &str, foreground: bool) -> Result<Laun
     let supervisor = child.id() as i32;
     // The supervisor outlives a detached command; init (or our own exit) reaps it.
     std::mem::forget(child);
-    Ok(Launched {
+    Ok(Pending {
         supervisor,
-        report: Report::read(File::from(r)),
+        report: File::from(r),
+        go,
         attach: cli,
     })
 }

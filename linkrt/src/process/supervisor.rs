@@ -2,7 +2,9 @@
 //! the OCI runtime, owns its PID 1 (as a child subreaper, like containerd's shim), copies its
 //! output to the logs and to an attached client, waits for its exit, and records it.
 //!
-//! It runs in its own session with no terminal. It reports the start once on fd 3
+//! It runs in its own session with no terminal. The runtime creates the container at once; its
+//! process starts when the starting command says go on fd 5, once the container's network is
+//! ready ([`super::sync::wait_go`]). It reports the start once on fd 3
 //! ([`super::sync::Report`]); a foreground client is connected on fd 4 ([`super::attach`]).
 //! Its own failures go to `supervisor.log` in the container's state directory.
 use std::{
@@ -33,7 +35,12 @@ use tokio::{
     },
 };
 
-use super::{attach::Frame, console, logfile::RotatingLog, sync::Report};
+use super::{
+    attach::Frame,
+    console,
+    logfile::RotatingLog,
+    sync::{self, GO_FD, Report},
+};
 use crate::{
     config::Config,
     error::{Error, Result},
@@ -102,13 +109,23 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 pub fn supervise_main(cfg: &Config, id: &str) -> i32 {
     let store = Store::new(cfg);
     init_log(&supervisor_log(&store, id));
+    // Ours alone: not inherited by the runtime, nor by anything it runs.
+    for fd in [REPORT_FD, GO_FD, ATTACH_FD] {
+        if let Err(e) = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            && fd != ATTACH_FD
+        {
+            log::error!("fd {fd}: {e}");
+        }
+    }
     // SAFETY: fd 3 is the report pipe the starting command gave us.
     let mut report = unsafe { File::from_raw_fd(REPORT_FD) };
+    // SAFETY: fd 5 is the go socket the starting command gave us.
+    let go = unsafe { StdUnixStream::from_raw_fd(GO_FD) };
     let attach = std::env::var_os("LINKRT_ATTACH").map(|_| {
         // SAFETY: fd 4 is the attach socket the starting command gave us.
         unsafe { StdUnixStream::from_raw_fd(ATTACH_FD) }
     });
-    match supervise(cfg, &store, id, &mut report, attach) {
+    match supervise(cfg, &store, id, &mut report, go, attach) {
         Ok(None) => 0,
         Ok(Some(delay)) => {
             // The restart policy's restart, once every resource of this run is released:
@@ -156,6 +173,7 @@ fn supervise(
     store: &Store,
     id: &str,
     report: &mut File,
+    go: StdUnixStream,
     attach: Option<StdUnixStream>,
 ) -> Result<Option<Duration>> {
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::io("prctl", "PR_SET_CHILD_SUBREAPER", e.into()))?;
@@ -190,22 +208,16 @@ fn supervise(
             None,
         )
     };
-    let started = rt.run_detached(id, &bundle, console_path.as_deref(), stdio)?;
-    let pid = match started {
+    let created = rt.create(id, &bundle, console_path.as_deref(), stdio)?;
+    let pid = match created {
         Ok(pid) => pid,
         Err(msg) => {
-            let (code, msg) = crate::oci::runtime::start_error(&msg);
-            log::info!("{id} did not start: {msg}");
-            if let Err(e) = rt.delete(id, true) {
-                log::error!("{e}");
+            if let Some(p) = &console_path
+                && let Err(e) = std::fs::remove_file(p)
+            {
+                log::warn!("removing {}: {e}", p.display());
             }
-            if let Some(p) = &console_path {
-                let _ = std::fs::remove_file(p);
-            }
-            return (Report::Failed { code, msg })
-                .write(report)
-                .map(|()| None)
-                .map_err(|e| Error::io("writing", "the start report", e));
+            return did_not_start(&rt, id, &msg, report);
         }
     };
     let io = match io {
@@ -228,6 +240,14 @@ fn supervise(
             }
         }
     };
+    // The container exists, its process not yet: it starts once its network is ready.
+    if !sync::wait_go(go) {
+        log::info!("{id}: the start was canceled before the process ran");
+        return rt.delete(id, true).map(|()| None);
+    }
+    if let Err(msg) = rt.start(id, &bundle)? {
+        return did_not_start(&rt, id, &msg, report);
+    }
     state::write_atomic(
         &state::pids_path(cfg, id),
         format!("{} {pid}", std::process::id()).as_bytes(),
@@ -245,10 +265,10 @@ fn supervise(
         .map_err(|e| Error::io("starting", "the supervisor's event loop", e))?;
     let (code, attach) = rt_async.block_on(event_loop(Pid::from_raw(pid), io, logs, attach))?;
     let oom = cgroup::Layout::detect().oom_killed(&cgroup::container_path(&cfg.cgroup_parent, id));
-    if let Err(e) = rt.delete(id, true) {
-        log::error!("{e}");
-    }
-    let restart = match lifecycle::finish(cfg, id, code, oom) {
+    // The runtime deletes its container (cgroup, state) while the network is torn down; the
+    // exit is recorded once both are done.
+    let deleting = rt.spawn_delete(id, true).inspect_err(|e| log::error!("{e}")).ok();
+    let restart = match lifecycle::finish(cfg, id, code, oom, deleting) {
         Ok(d) => d,
         Err(e) => {
             log::error!("recording the exit of {id} (code {code}): {e}");
@@ -262,6 +282,20 @@ fn supervise(
         }
     }
     Ok(restart)
+}
+
+/// A start the runtime refused (at create or at start): what it made is deleted, and the
+/// starting command gets Docker's exit code and the runtime's reason.
+fn did_not_start(rt: &Runtime, id: &str, msg: &str, report: &mut File) -> Result<Option<Duration>> {
+    let (code, msg) = crate::oci::runtime::start_error(msg);
+    log::info!("{id} did not start: {msg}");
+    if let Err(e) = rt.delete(id, true) {
+        log::error!("{e}");
+    }
+    (Report::Failed { code, msg })
+        .write(report)
+        .map(|()| None)
+        .map_err(|e| Error::io("writing", "the start report", e))
 }
 
 /// Docker's exit code of a wait status (128 + signal when killed).
