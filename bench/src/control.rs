@@ -24,6 +24,13 @@ pub trait Launcher {
     /// Starts container `id` detached; returns once the runtime reports it running.
     fn start(&self, env: &Env, id: &str) -> Result<()>;
     fn remove(&self, env: &Env, id: &str) -> Result<()>;
+    /// Made before the series (untimed), undone after it.
+    fn setup(&self, _env: &Env) -> Result<()> {
+        Ok(())
+    }
+    fn teardown(&self, _env: &Env) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// `linkrt run -d [--runtime R]`.
@@ -85,13 +92,25 @@ impl Launcher for OciLauncher {
 
     fn what(&self) -> String {
         format!(
-            "`{} run -d` of a bundle like a container's: /usr read-only, pid/net/ipc/uts/mount namespaces (empty netns), `sleep 3600`; and `delete -f`",
+            "`{} run -d` of the bundle linkrt wrote for a container (`alpine sleep 3600`: its root, mounts, namespaces and network namespace, capabilities, seccomp profile, masked paths, devices), in a cgroup of its own; and `delete -f`",
             self.bin
         )
     }
 
+    fn setup(&self, env: &Env) -> Result<()> {
+        oci_bundle(env).map(drop)
+    }
+
+    fn teardown(&self, env: &Env) -> Result<()> {
+        let b = env.tmp.join("oci/bundle");
+        if b.exists() {
+            fs::remove_dir_all(&b)?;
+        }
+        env.linkrt(&["rm", "-f", &floor_source(env)]).map(drop)
+    }
+
     fn start(&self, env: &Env, id: &str) -> Result<()> {
-        let bundle = oci_bundle(env)?;
+        let bundle = env.tmp.join("oci/bundle");
         let root = self.root(env);
         // Detached with pass-through stdio: the container inherits it, so no pipe (output()
         // would wait for the container's end); errors go to a file.
@@ -217,14 +236,24 @@ pub fn cycles(env: &Env, l: &dyn Launcher, prefix: &str, n: usize, remove: bool)
 /// creates the bridge and pins the maps). A failing warm-up means "not usable here".
 pub fn start_latency(env: &Env, l: &dyn Launcher, n: usize) -> Result<std::result::Result<LauncherSeries, String>> {
     let warm = format!("lat-{}-warm", env.tag);
-    if let Err(e) = l.start(env, &warm) {
+    if let Err(e) = l.setup(env) {
+        return Ok(Err(format!("{e:#}")));
+    }
+    let r = series(env, l, n, &warm);
+    // Undone whatever the series did; an error of the undo is an error of the benchmark.
+    l.teardown(env)?;
+    r
+}
+
+fn series(env: &Env, l: &dyn Launcher, n: usize, warm: &str) -> Result<std::result::Result<LauncherSeries, String>> {
+    if let Err(e) = l.start(env, warm) {
         // Whatever half-exists must go; the start error is the answer.
-        if let Err(rm) = l.remove(env, &warm) {
+        if let Err(rm) = l.remove(env, warm) {
             return Ok(Err(format!("{e:#} (and removing it: {rm:#})")));
         }
         return Ok(Err(format!("{e:#}")));
     }
-    l.remove(env, &warm)?;
+    l.remove(env, warm)?;
     let c = cycles(env, l, "lat", n, true)?;
     Ok(Ok(LauncherSeries {
         name: l.name(),
@@ -235,46 +264,31 @@ pub fn start_latency(env: &Env, l: &dyn Launcher, n: usize) -> Result<std::resul
     }))
 }
 
-/// The OCI bundle of the floor launchers (made once): the runtime's default spec, not a
-/// terminal, `sleep 3600`, a read-only root holding only the merged-/usr symlinks and a
-/// read-only bind of /usr (what containers will see of the host), a new empty network
-/// namespace, and a cgroup of the benchmark's own.
+/// The linkrt container whose bundle the floor launchers run.
+fn floor_source(env: &Env) -> String {
+    format!("floor-src-{}", env.tag)
+}
+
+/// The OCI bundle of the floor launchers: the very spec linkrt wrote for a running container
+/// (root, mounts, namespaces and the path of its network namespace, capabilities, seccomp,
+/// masked paths, devices, resources), with only the cgroup changed to one of the benchmark's
+/// own. The floor is thus the runtime's cost for what linkrt asks of it, nothing else.
 fn oci_bundle(env: &Env) -> Result<PathBuf> {
     let b = env.tmp.join("oci/bundle");
     if b.join("config.json").exists() {
         return Ok(b);
     }
-    let rootfs = b.join("rootfs");
-    for d in ["usr", "proc", "dev", "sys", "tmp", "etc"] {
-        fs::create_dir_all(rootfs.join(d))?;
-    }
-    for (l, t) in [
-        ("bin", "usr/bin"),
-        ("sbin", "usr/sbin"),
-        ("lib", "usr/lib"),
-        ("lib64", "usr/lib64"),
-    ] {
-        std::os::unix::fs::symlink(t, rootfs.join(l))?;
-    }
-    let spec_bin = if have("runc") { "runc" } else { "crun" };
-    sh(Command::new(spec_bin).arg("spec").arg("--bundle").arg(&b))?;
-    let p = b.join("config.json");
-    let mut j: serde_json::Value = serde_json::from_str(&fs::read_to_string(&p)?)?;
-    j["process"]["terminal"] = false.into();
-    j["process"]["args"] = serde_json::json!(["sleep", "3600"]);
-    j["root"] = serde_json::json!({"path": "rootfs", "readonly": true});
-    j["mounts"]
-        .as_array_mut()
-        .context("spec without mounts")?
-        .push(serde_json::json!({"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]}));
-    let ns = j["linux"]["namespaces"]
-        .as_array_mut()
-        .context("spec without namespaces")?;
-    if !ns.iter().any(|n| n["type"] == "network") {
-        ns.push(serde_json::json!({"type": "network"}));
-    }
+    let src = floor_source(env);
+    env.linkrt(&["run", "-d", "--name", &src, "alpine", "sleep", "3600"])?;
+    let id = env.linkrt(&["inspect", "-f", "{{.Id}}", &src])?;
+    let theirs = env.tmp.join("lib/containers").join(id.trim()).join("bundle");
+    let mut j: serde_json::Value = serde_json::from_str(&fs::read_to_string(theirs.join("config.json"))?)?;
+    // The root is given relative to the bundle, or absolute.
+    let root = j["root"]["path"].as_str().context("spec without a root")?.to_string();
+    j["root"]["path"] = theirs.join(&root).to_string_lossy().into_owned().into();
     j["linux"]["cgroupsPath"] = env.oci_cgroup.clone().into();
-    fs::write(&p, serde_json::to_string_pretty(&j)?)?;
+    fs::create_dir_all(&b)?;
+    fs::write(b.join("config.json"), serde_json::to_string_pretty(&j)?)?;
     Ok(b)
 }
 
