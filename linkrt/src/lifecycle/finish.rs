@@ -83,18 +83,14 @@ pub fn finish(
     let lock = Lock::wait(cfg)?;
     let store = Store::new(cfg);
     let mut snap = store.snapshot()?;
-    let settle = |d: Option<oci::runtime::Deleting>| {
-        if let Some(Err(e)) = d.map(oci::runtime::Deleting::wait) {
-            log::error!("{e}");
-        }
-    };
+    // (`deleting`, dropped on an early return, is waited for there.)
     let Some(mut c) = snap.get(id).cloned() else {
         // Removed meanwhile (`rm -f`): nothing to record.
-        settle(deleting);
+        drop(deleting);
         return teardown::remove_if_exists(&exit_path(cfg, id)).map(|()| None);
     };
     if c.state.status == Status::Dead {
-        settle(deleting);
+        drop(deleting);
         // The record cannot be written: the exit stays in the run directory for `rm -f`.
         return Err(Error::sys(format!(
             "the record of {id} is unreadable; its exit ({code}) is kept in {}",

@@ -72,7 +72,20 @@ pub fn reconcile_on(store: &Store, lock: &Lock, net: &dyn network::Network) -> R
             && (c.state.status == Status::Running || c.state.veth.is_some())
             && !teardown::pid_alive(c.state.supervisor_pid)
         {
+            // Its supervisor may have died before the runtime's delete was done.
+            warn("the process", &id, teardown::process(cfg, &c));
             warn("the exit", &id, finish::apply_exit(store, lock, &mut snap, &mut c, &e));
+            continue;
+        }
+        // A start whose command died before its go: its supervisor deletes what the runtime
+        // created and ends; let it, so that no delete here races its own (PID 1 is 0 until the
+        // process runs).
+        if c.state.status != Status::Running
+            && let Some((sup, 0)) = state::read_pids(cfg, &id)
+            && teardown::pid_alive(sup)
+            && !super::stop::wait_gone(sup, std::time::Duration::from_secs(10))
+        {
+            log::warn!("the supervisor {sup} of the canceled start of {id} is still running");
             continue;
         }
         // A start interrupted after the container's process began, before it was recorded:

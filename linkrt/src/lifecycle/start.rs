@@ -200,13 +200,24 @@ pub fn start(store: &Store, lock: Lock, snap: &mut Snapshot, c: &mut Container, 
     let pending = match launch::spawn_supervisor(cfg, &c.id, attach == Attach::Foreground) {
         Ok(p) => p,
         Err(e) => {
-            mark_start_failed(store, &lock, snap, c, 125, &e.to_string())?;
+            if let Err(m) = mark_start_failed(store, &lock, snap, c, 125, &e.to_string()) {
+                log::warn!("recording the failed start of {}: {m}", c.short_id());
+            }
             return Err(e);
         }
     };
-    if let Err(e) = wire(cfg, snap, c, network::system().as_ref()) {
+    // The supervisor, before its process runs (PID 0): what the next command waits for if
+    // this one dies before the go (the supervisor then cancels).
+    let wired = state::write_atomic(
+        &state::pids_path(cfg, &c.id),
+        format!("{} 0", pending.supervisor).as_bytes(),
+    )
+    .and_then(|()| wire(cfg, snap, c, network::system().as_ref()));
+    if let Err(e) = wired {
         pending.cancel();
-        mark_start_failed(store, &lock, snap, c, EXIT_UNKNOWN, &e.to_string())?;
+        if let Err(m) = mark_start_failed(store, &lock, snap, c, EXIT_UNKNOWN, &e.to_string()) {
+            log::warn!("recording the failed start of {}: {m}", c.short_id());
+        }
         return Err(e);
     }
     let l = pending.go();

@@ -49,6 +49,18 @@ pub fn wait_stopped(store: &Store, id: &str, timeout: Duration) -> bool {
     }
 }
 
+/// Waits until process `pid` is gone, up to `timeout`; whether it is.
+pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while pid_alive(pid) {
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
 /// `docker stop`: SIGTERM, then SIGKILL after `timeout` seconds; returns when cleaned up.
 pub fn stop(cfg: &Config, what: &str, timeout: u64) -> Result<()> {
     let store = Store::new(cfg);

@@ -369,7 +369,7 @@ impl Runtime {
             .spawn()
             .map_err(|e| Error::io("running", &self.binary, e))?;
         Ok(Deleting {
-            child,
+            child: Some(child),
             what: format!("{} delete {id}", self.name),
             binary: self.binary.clone(),
         })
@@ -418,24 +418,59 @@ impl Runtime {
     }
 }
 
-/// A runtime's `delete` under way.
+/// A runtime's `delete` under way, waited for on every path: dropped, it is settled (and its
+/// error logged).
 pub struct Deleting {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     what: String,
     binary: PathBuf,
 }
 
 impl Deleting {
-    pub fn wait(self) -> Result<()> {
-        let out = self
-            .child
-            .wait_with_output()
-            .map_err(|e| Error::io("waiting for", &self.binary, e))?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || err.contains("does not exist") || err.contains("not exist") {
+    pub fn wait(mut self) -> Result<()> {
+        self.settle()
+    }
+
+    /// At most 60 s: a runtime stuck on a frozen cgroup must not hold the caller (the state
+    /// lock, in `finish`) for good.
+    fn settle(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let start = Instant::now();
+        let st = loop {
+            if let Some(st) = child
+                .try_wait()
+                .map_err(|e| Error::io("waiting for", &self.binary, e))?
+            {
+                break st;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                if let Err(e) = child.kill().and_then(|()| child.wait().map(drop)) {
+                    log::warn!("killing {}: {e}", self.what);
+                }
+                return Err(Error::sys(format!("{}: no answer within 60 s", self.what)));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take()
+            && let Err(x) = std::io::Read::read_to_string(&mut e, &mut err)
+        {
+            log::warn!("reading the errors of {}: {x}", self.what);
+        }
+        if st.success() || err.contains("not exist") {
             Ok(())
         } else {
             Err(Error::sys(format!("{}: {}", self.what, runtime_error(&err))))
+        }
+    }
+}
+
+impl Drop for Deleting {
+    fn drop(&mut self) {
+        if let Err(e) = self.settle() {
+            log::error!("{e}");
         }
     }
 }
