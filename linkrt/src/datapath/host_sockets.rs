@@ -5,10 +5,10 @@
 //! `/proc/net/tcp` would print every connection); UDP sockets from `/proc/thread-self/net/{udp,
 //! udp6}`.
 //!
-//! A port conflicts as a bind would: a TCP socket listening or bound (not a connection: an
-//! accepted one shares its listener's port, a client's is an ephemeral port the kernel lets a
-//! SO_REUSEADDR listener share), or any UDP socket, on the same address or with either side
-//! 0.0.0.0. An IPv6 socket on `::` counts for every IPv4 address (dual stack, the default), one
+//! A port conflicts as a bind would: a listening TCP socket (not a connection: an accepted one
+//! shares its listener's port, a client's is an ephemeral port the kernel lets a SO_REUSEADDR
+//! listener share; a socket bound but not listening is in neither dump), or any UDP socket,
+//! on the same address or with either side 0.0.0.0. An IPv6 socket on `::` counts for every IPv4 address (dual stack, the default), one
 //! on `::ffff:a.b.c.d` for a.b.c.d.
 use std::{collections::HashMap, net::Ipv4Addr};
 
@@ -29,12 +29,22 @@ impl HostSockets {
     /// One dump of the calling thread's network namespace.
     pub fn read() -> Result<HostSockets> {
         let mut s = HostSockets::default();
-        for (port, ip) in diag::tcp_listeners()? {
-            if port != 0 {
-                s.held.entry((port, 6)).or_default().push(ip);
+        let mut tables: Vec<(&str, u8)> = vec![("udp", 17), ("udp6", 17)];
+        match diag::tcp_listeners() {
+            Ok(v) => {
+                for (port, ip) in v {
+                    if port != 0 {
+                        s.held.entry((port, 6)).or_default().push(ip);
+                    }
+                }
+            }
+            // A kernel without inet_diag (or that may not load it): the tables it prints.
+            Err(e) => {
+                log::info!("{e}; reading /proc/net/tcp instead");
+                tables.extend([("tcp", 6), ("tcp6", 6)]);
             }
         }
-        for (file, proto) in [("udp", 17u8), ("udp6", 17)] {
+        for (file, proto) in tables {
             let path = format!("/proc/thread-self/net/{file}");
             match std::fs::read_to_string(&path) {
                 Ok(text) => s.add(&text, proto),
@@ -181,8 +191,10 @@ mod diag {
             )
             .map_err(|e| err("asking", e))?;
             'dump: loop {
-                let n = nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())
-                    .map_err(|e| err("reading", e))?;
+                let n = match nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    r => r.map_err(|e| err("reading", e))?,
+                };
                 if n == 0 {
                     break;
                 }
@@ -195,6 +207,7 @@ mod diag {
                     }
                     match ty {
                         NLMSG_DONE => break 'dump,
+                        NLMSG_ERROR if len < 20 => return Err(Error::sys("a truncated socket diagnostics error")),
                         NLMSG_ERROR => {
                             let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
                             // No IPv6 in this kernel: no IPv6 sockets.
