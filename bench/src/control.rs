@@ -237,7 +237,13 @@ pub fn cycles(env: &Env, l: &dyn Launcher, prefix: &str, n: usize, remove: bool)
 pub fn start_latency(env: &Env, l: &dyn Launcher, n: usize) -> Result<std::result::Result<LauncherSeries, String>> {
     let warm = format!("lat-{}-warm", env.tag);
     if let Err(e) = l.setup(env) {
-        return Ok(Err(format!("{e:#}")));
+        // Whatever half of it was made goes too.
+        let undo = l
+            .teardown(env)
+            .err()
+            .map(|t| format!(" (and undoing it: {t:#})"))
+            .unwrap_or_default();
+        return Ok(Err(format!("{e:#}{undo}")));
     }
     let r = series(env, l, n, &warm);
     // Undone whatever the series did; an error of the undo is an error of the benchmark.
