@@ -147,6 +147,11 @@ pub mod ranges {
     }
 }
 
+/// A run's length in a record written one object per port (no `count`).
+fn one_port() -> u32 {
+    1
+}
+
 /// Exposed ports stored as runs of consecutive ports of one protocol: `{"port":1024,
 /// "proto":"sctp","count":60000}`. A record written one object per port (no `count`) reads
 /// the same.
@@ -155,15 +160,11 @@ pub mod key_ranges {
 
     use super::{PortKey, Proto};
 
-    fn one() -> u32 {
-        1
-    }
-
     #[derive(Serialize, Deserialize)]
     struct Run {
         port: u16,
         proto: Proto,
-        #[serde(default = "one")]
+        #[serde(default = "super::one_port")]
         count: u32,
     }
 
@@ -209,17 +210,13 @@ pub mod binding_ranges {
 
     use super::{PortBinding, PortKey};
 
-    fn one() -> u32 {
-        1
-    }
-
     #[derive(Serialize, Deserialize)]
     struct Run {
         container: PortKey,
         host_ip: String,
         host_start: u16,
         host_end: u16,
-        #[serde(default = "one")]
+        #[serde(default = "super::one_port")]
         count: u32,
     }
 

@@ -77,17 +77,6 @@ pub fn reconcile_on(store: &Store, lock: &Lock, net: &dyn network::Network) -> R
             warn("the exit", &id, finish::apply_exit(store, lock, &mut snap, &mut c, &e));
             continue;
         }
-        // A start whose command died before its go: its supervisor deletes what the runtime
-        // created and ends; let it, so that no delete here races its own (PID 1 is 0 until the
-        // process runs).
-        if c.state.status != Status::Running
-            && let Some((sup, 0)) = state::read_pids(cfg, &id)
-            && teardown::pid_alive(sup)
-            && !super::stop::wait_gone(sup, std::time::Duration::from_secs(10))
-        {
-            log::warn!("the supervisor {sup} of the canceled start of {id} is still running");
-            continue;
-        }
         // A start interrupted after the container's process began, before it was recorded:
         // stop that process (its supervisor then records the exit).
         if c.state.status != Status::Running
@@ -109,7 +98,16 @@ pub fn reconcile_on(store: &Store, lock: &Lock, net: &dyn network::Network) -> R
                     ),
                 );
                 continue;
-            } else if !teardown::pid_alive(sup) {
+            }
+            // A start whose command died before its go: its supervisor deletes what the
+            // runtime created and ends; let it, so that no delete here races its own (PID 1 is
+            // 0 until the process runs).
+            if pid1 == 0 && teardown::pid_alive(sup) && !super::stop::wait_gone(sup, std::time::Duration::from_secs(10))
+            {
+                log::warn!("the supervisor {sup} of the canceled start of {id} is still running");
+                continue;
+            }
+            if !teardown::pid_alive(sup) {
                 warn(
                     "the pids file",
                     &id,

@@ -239,24 +239,8 @@ impl Runtime {
     /// Waits for a runtime command (at most 60 s: a runtime that hangs must not hang linkrt);
     /// the runtime's error message when it failed.
     fn finish(&self, mut child: std::process::Child, bundle: &Path) -> Result<std::result::Result<(), String>> {
-        let start = Instant::now();
-        let st = loop {
-            if let Some(st) = child
-                .try_wait()
-                .map_err(|e| Error::io("waiting for", &self.binary, e))?
-            {
-                break st;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                if let Err(e) = child.kill() {
-                    log::warn!("killing {}: {e}", self.binary.display());
-                }
-                if let Err(e) = child.wait() {
-                    log::warn!("reaping {}: {e}", self.binary.display());
-                }
-                return Ok(Err(format!("{} did not answer within 60 s", self.name)));
-            }
-            std::thread::sleep(Duration::from_micros(500));
+        let Some(st) = wait_bounded(&mut child, &self.binary)? else {
+            return Ok(Err(format!("{} did not answer within 60 s", self.name)));
         };
         if st.success() {
             return Ok(Ok(()));
@@ -418,6 +402,28 @@ impl Runtime {
     }
 }
 
+/// Waits for a runtime command, at most 60 s: a runtime that hangs (on a frozen cgroup, say)
+/// must not hang linkrt, nor the state lock its caller may hold. `None`: it did not end in time
+/// and was killed.
+fn wait_bounded(child: &mut std::process::Child, binary: &Path) -> Result<Option<std::process::ExitStatus>> {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().map_err(|e| Error::io("waiting for", binary, e))? {
+            return Ok(Some(st));
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            if let Err(e) = child.kill() {
+                log::warn!("killing {}: {e}", binary.display());
+            }
+            if let Err(e) = child.wait() {
+                log::warn!("reaping {}: {e}", binary.display());
+            }
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
 /// A runtime's `delete` under way, waited for on every path: dropped, it is settled (and its
 /// error logged).
 pub struct Deleting {
@@ -431,27 +437,13 @@ impl Deleting {
         self.settle()
     }
 
-    /// At most 60 s: a runtime stuck on a frozen cgroup must not hold the caller (the state
-    /// lock, in `finish`) for good.
+    /// At most 60 s ([`wait_bounded`]): the caller may hold the state lock (`finish`).
     fn settle(&mut self) -> Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let start = Instant::now();
-        let st = loop {
-            if let Some(st) = child
-                .try_wait()
-                .map_err(|e| Error::io("waiting for", &self.binary, e))?
-            {
-                break st;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                if let Err(e) = child.kill().and_then(|()| child.wait().map(drop)) {
-                    log::warn!("killing {}: {e}", self.what);
-                }
-                return Err(Error::sys(format!("{}: no answer within 60 s", self.what)));
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        let Some(st) = wait_bounded(&mut child, &self.binary)? else {
+            return Err(Error::sys(format!("{}: no answer within 60 s", self.what)));
         };
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take()
