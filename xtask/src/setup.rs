@@ -18,6 +18,23 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const TOOLCHAIN: &[&str] = &["rustc-web", "libstd-rust-web-dev-bpf"];
 
 /// Tools the runtime, the images, the tests and the benchmark use.
+/// What `cargo xtask run` needs: the demo's images take their programs from these packages
+/// (redis-server, python3, busybox), the OCI runtimes, and the tools `demo.sh` calls.
+const RUN_TOOLS: &[&str] = &[
+    "iproute2",
+    "iputils-ping",
+    "curl",
+    "procps",
+    "util-linux",
+    "busybox-static",
+    "python3",
+    "redis-server",
+    "runc",
+    "crun",
+    "kmod",
+];
+
+/// What the tests and the benchmark need besides (`cargo xtask setup`, `test`, `bench`).
 pub const TOOLS: &[&str] = &[
     "iproute2",
     "iputils-ping",
@@ -141,9 +158,23 @@ fn bpf_linker_ok(bl: &Path, llvm: &str) -> bool {
     ldd.contains(&format!("libLLVM.so.{llvm}.")) && !ldd.contains("not found")
 }
 
+/// Everything: the toolchain, every tool of the tests and the benchmark, the 6.1 kernel.
 pub fn setup() -> Result<()> {
+    setup_for(&[TOOLS, RUN_TOOLS], true)
+}
+
+/// Only what `cargo xtask run` needs: the toolchain and the demo's packages.
+pub fn setup_run() -> Result<()> {
+    setup_for(&[RUN_TOOLS], false)
+}
+
+fn setup_for(tools: &[&[&str]], vm_kernel: bool) -> Result<()> {
     let mut pkgs: Vec<String> = TOOLCHAIN.iter().map(|s| s.to_string()).collect();
-    pkgs.extend(TOOLS.iter().map(|s| s.to_string()));
+    for t in tools.iter().flat_map(|t| t.iter()) {
+        if !pkgs.iter().any(|p| p == t) {
+            pkgs.push(t.to_string());
+        }
+    }
     apt_install(&pkgs)?;
     let llvm = llvm_major()?;
     if !["21", "22", "23"].contains(&llvm.as_str()) {
@@ -186,7 +217,9 @@ pub fn setup() -> Result<()> {
         unsafe { std::env::set_var("PATH", format!("{}:{path}", bin.display())) };
     }
     // Debian's 6.1 kernel for the VM test, unpacked under target/vm (never installed).
-    crate::vm::fetch_kernel(crate::vm::DEFAULT_SERIES)?;
+    if vm_kernel {
+        crate::vm::fetch_kernel(crate::vm::DEFAULT_SERIES)?;
+    }
     println!("[setup] ok");
     Ok(())
 }
