@@ -17,7 +17,6 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages for the eBPF toolchain (LLVM major filled in from rustc-web).
 const TOOLCHAIN: &[&str] = &["rustc-web", "libstd-rust-web-dev-bpf"];
 
-/// Tools the runtime, the images, the tests and the benchmark use.
 /// What `cargo xtask run` needs: the demo's images take their programs from these packages
 /// (redis-server, python3, busybox), the OCI runtimes, and the tools `demo.sh` calls.
 const RUN_TOOLS: &[&str] = &[
@@ -26,31 +25,24 @@ const RUN_TOOLS: &[&str] = &[
     "curl",
     "procps",
     "util-linux",
-    "busybox-static",
-    "python3",
-    "redis-server",
-    "runc",
-    "crun",
-    "kmod",
-];
-
-/// What the tests and the benchmark need besides (`cargo xtask setup`, `test`, `bench`).
-pub const TOOLS: &[&str] = &[
-    "iproute2",
-    "iputils-ping",
-    "ethtool",
-    "bpftool",
-    "curl",
-    "procps",
-    "util-linux",
     // Static: it also serves as the whole root filesystem of `--rootfs` test images.
     "busybox-static",
     "python3",
     "redis-server",
-    "redis-tools",
     // OCI runtimes: containers are started by runc (or crun where the host allows it).
     "runc",
     "crun",
+    // kmod's depmod indexes the 6.1 kernel's unpacked modules for the kernel matrix, and its
+    // modprobe loads them inside the guest.
+    "kmod",
+];
+
+/// What the tests and the benchmark need besides [`RUN_TOOLS`] (`cargo xtask setup`, `test`,
+/// `bench`).
+const TOOLS: &[&str] = &[
+    "ethtool",
+    "bpftool",
+    "redis-tools",
     // Image formats (umoci unpacks OCI layouts for the image tests) and the CNI reference plugins.
     "umoci",
     "containernetworking-plugins",
@@ -60,10 +52,8 @@ pub const TOOLS: &[&str] = &[
     "nftables",
     "socat",
     "fonts-dejavu-core",
-    // The kernel matrix (`cargo xtask test --kernel 6.1`): qemu boots Debian's 6.1 kernel; kmod's
-    // depmod indexes its unpacked modules and its modprobe loads them inside the guest.
+    // The kernel matrix (`cargo xtask test --kernel 6.1`): qemu boots Debian's 6.1 kernel.
     "qemu-system-x86",
-    "kmod",
 ];
 
 fn is_root() -> bool {
@@ -160,7 +150,7 @@ fn bpf_linker_ok(bl: &Path, llvm: &str) -> bool {
 
 /// Everything: the toolchain, every tool of the tests and the benchmark, the 6.1 kernel.
 pub fn setup() -> Result<()> {
-    setup_for(&[TOOLS, RUN_TOOLS], true)
+    setup_for(&[RUN_TOOLS, TOOLS], true)
 }
 
 /// Only what `cargo xtask run` needs: the toolchain and the demo's packages.
@@ -169,12 +159,11 @@ pub fn setup_run() -> Result<()> {
 }
 
 fn setup_for(tools: &[&[&str]], vm_kernel: bool) -> Result<()> {
-    let mut pkgs: Vec<String> = TOOLCHAIN.iter().map(|s| s.to_string()).collect();
-    for t in tools.iter().flat_map(|t| t.iter()) {
-        if !pkgs.iter().any(|p| p == t) {
-            pkgs.push(t.to_string());
-        }
-    }
+    let pkgs: Vec<String> = TOOLCHAIN
+        .iter()
+        .chain(tools.iter().flat_map(|t| t.iter()))
+        .map(|s| s.to_string())
+        .collect();
     apt_install(&pkgs)?;
     let llvm = llvm_major()?;
     if !["21", "22", "23"].contains(&llvm.as_str()) {
