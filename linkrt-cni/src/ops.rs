@@ -202,7 +202,7 @@ fn apply(
     dp: &mut Datapath,
     a: &Attachment,
     others: &[Attachment],
-    local: &[Ipv4Addr],
+    local: &[(u32, Ipv4Addr)],
 ) -> Result<(), Error> {
     let cfg = &o.cfg;
     dp.attach(&a.host_veth, Role::Container).map_err(sys)?;
@@ -290,7 +290,8 @@ pub fn add(args: &Args) -> Result<CNIResult, Error> {
         ports,
     };
     let mut dp = Datapath::load(&o.cfg).map_err(sys)?;
-    let local = network::system().local_addrs().map_err(sys)?;
+    let by_link = network::system().addrs_by_link().map_err(sys)?;
+    let local: Vec<Ipv4Addr> = by_link.iter().map(|(_, a)| *a).collect();
     // A repeated ADD of the same attachment: its old entries first (they are its own).
     if let Some(old) = st.get(w.network, w.container_id, w.ifname).map_err(sys)? {
         undo(&o, &old, &others)?;
@@ -298,7 +299,7 @@ pub fn add(args: &Args) -> Result<CNIResult, Error> {
     }
     reserve(&o.cfg, &me, &others, &local)?;
     st.put(&lock, &me).map_err(sys)?;
-    if let Err(e) = apply(&o, &mut dp, &me, &others, &local) {
+    if let Err(e) = apply(&o, &mut dp, &me, &others, &by_link) {
         // Leave nothing half made: the entries, then the record.
         let cleanup =
             undo(&o, &me, &others).and_then(|()| st.remove(&lock, w.network, w.container_id, w.ifname).map_err(sys));

@@ -18,5 +18,21 @@ pub const CONFIG_GATEWAY_MAC: u32 = 5;
 /// 1 = the programs log each drop and each new translated flow through aya-log at debug level
 /// (`linkrt monitor --debug` turns it on while it runs); 0 (default) = nothing is written.
 pub const CONFIG_LOG: u32 = 6;
+/// Outbound masquerade (Docker's `--ip-masq`): bit 32 on; bits 0..16 the first port of the
+/// range and bits 16..32 its length (host order). 0 = off. See [`masq_config`].
+pub const CONFIG_MASQ: u32 = 7;
 /// Number of slots.
 pub const CONFIG_LEN: u32 = 8;
+
+/// The `CONFIG_MASQ` value for masquerading to the ports `first..=last` (`None`: off).
+pub const fn masq_config(range: Option<(u16, u16)>) -> u64 {
+    match range {
+        Some((first, last)) if first <= last => {
+            let len = (last - first) as u64 + 1;
+            // 65,536 ports would not fit 16 bits; the range starts at 1 at least.
+            let len = if len > 0xffff { 0xffff } else { len };
+            1 << 32 | len << 16 | first as u64
+        }
+        _ => 0,
+    }
+}

@@ -41,14 +41,39 @@ pub const CT_REVNAT: u8 = 2;
 /// An allowed flow without translation (a link, a reply, a container's own connection out).
 pub const CT_ALLOW: u8 = 3;
 
+/// A container's connection out of an uplink (masquerade): the source becomes `addr:port`,
+/// the uplink's address and a port of the masquerade range. `addr2` holds the tick
+/// ([`masq_tick`]) the flow was last seen in.
+pub const CT_SNAT: u8 = 4;
+/// A reply of a masqueraded flow: the destination becomes `addr:port` (the container), and
+/// the packet goes into its veth (`ifindex`). `addr2` as for [`CT_SNAT`]; this entry (keyed by
+/// the host's port) is the one that holds the port.
+pub const CT_REVSNAT: u8 = 5;
+
 /// The entry also rewrites the other address (`addr2`).
 pub const CT_F_SNAT: u8 = 1;
+/// A masqueraded TCP flow has seen a FIN: its port is free [`MASQ_CLOSED_S`] after its last packet.
+pub const CT_F_CLOSED: u8 = 2;
+
+/// The datapath's clock for masquerade entries: `bpf_ktime_get_ns() >> 30`, about 1.07 s.
+pub const MASQ_TICK_SHIFT: u32 = 30;
+/// A TCP flow's port is held this long after its last reply (RFC 5382: at least 2 h 4 min).
+pub const MASQ_TCP_IDLE_S: u64 = 7_440;
+/// A TCP flow's port after a FIN (as the peer's TIME_WAIT).
+pub const MASQ_CLOSED_S: u64 = 60;
+/// A UDP or ICMP echo flow's port after its last reply (Linux conntrack's UDP timeout).
+pub const MASQ_DGRAM_S: u64 = 30;
+
+/// Seconds as masquerade ticks (rounded up).
+pub const fn masq_ticks(secs: u64) -> u32 {
+    ((secs * 1_000_000_000).div_ceil(1 << MASQ_TICK_SHIFT)) as u32
+}
 
 /// What to do with a packet of a tracked flow: `CT` value.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtEntry {
-    /// `CT_DNAT`, `CT_REVNAT` or `CT_ALLOW`.
+    /// `CT_DNAT`, `CT_REVNAT`, `CT_ALLOW`, `CT_SNAT` or `CT_REVSNAT`.
     pub kind: u8,
     /// `CT_F_*`.
     pub flags: u8,

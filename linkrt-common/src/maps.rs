@@ -13,6 +13,9 @@ pub const FRAG: &str = "LRT_FRAG_V1";
 /// Addresses of the host, for 0.0.0.0 mappings.
 pub const LOCAL_ADDRS: &str = "LRT_LOCAL_ADDRS_V1";
 
+/// The address each uplink masquerades to: ifindex → IPv4 (its primary address).
+pub const MASQ_ADDRS: &str = "LRT_MASQ_ADDRS_V1";
+
 /// Settings of the datapath (`config::CONFIG_*` slots).
 pub const CONFIG: &str = "LRT_CONFIG_V1";
 /// Host sockets redirected by the socket hooks (socket cookie → `nat::SockRev`).
@@ -32,7 +35,7 @@ pub const BIND_IPS: &str = "LRT_BIND_IPS_V1";
 pub const EVENTS: &str = "LRT_EVENTS_V2";
 
 /// Every map of the object (each pinned under `<bpffs>/maps/<NAME>`).
-pub const ALL_MAPS: [&str; 12] = [
+pub const ALL_MAPS: [&str; 13] = [
     STATS,
     PORTMAP,
     CT,
@@ -45,6 +48,7 @@ pub const ALL_MAPS: [&str; 12] = [
     CONTAINER_IPS,
     EVENTS,
     BIND_IPS,
+    MASQ_ADDRS,
 ];
 
 /// Program names (function names in `linkrt-ebpf`).

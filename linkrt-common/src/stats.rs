@@ -37,6 +37,8 @@ pub enum Counter {
     CtClose = 13,
     /// Host binds of a published port refused (EADDRINUSE), by the bind4/bind6 hooks.
     BindRefused = 14,
+    /// Containers' connections out of an uplink given the uplink's address (masquerade).
+    Masq = 15,
 }
 
 /// Why a packet was dropped: index `DROP_BASE + code` into `STATS`, and `Event.reason`.
@@ -71,6 +73,8 @@ pub enum DropReason {
     Write = 12,
     /// A tracking entry could not be written.
     CtCreate = 13,
+    /// A container's connection out found no free port in the masquerade range.
+    NatNoPort = 14,
 }
 
 /// First `STATS` slot of the drop reasons.
@@ -79,7 +83,7 @@ pub const DROP_BASE: u32 = 32;
 pub const STATS_LEN: u32 = 64;
 
 impl Counter {
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 16] = [
         Counter::FromContainer,
         Counter::ToContainer,
         Counter::Ipv4,
@@ -95,6 +99,7 @@ impl Counter {
         Counter::CtCreate,
         Counter::CtClose,
         Counter::BindRefused,
+        Counter::Masq,
     ];
 
     /// The `STATS` slot.
@@ -119,12 +124,13 @@ impl Counter {
             Counter::CtCreate => "ct_create",
             Counter::CtClose => "ct_close",
             Counter::BindRefused => "bind_refused",
+            Counter::Masq => "masq",
         }
     }
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Malformed,
         DropReason::Vlan,
         DropReason::Ethertype,
@@ -139,6 +145,7 @@ impl DropReason {
         DropReason::Csum,
         DropReason::Write,
         DropReason::CtCreate,
+        DropReason::NatNoPort,
     ];
 
     /// The `STATS` slot.
@@ -163,6 +170,7 @@ impl DropReason {
             DropReason::Csum => "drop_csum",
             DropReason::Write => "drop_write",
             DropReason::CtCreate => "drop_ct_create",
+            DropReason::NatNoPort => "drop_nat_no_port",
         }
     }
 
@@ -172,8 +180,8 @@ impl DropReason {
     }
 }
 
-const _: () = assert!((Counter::CtClose as u32) < DROP_BASE);
-const _: () = assert!(DROP_BASE + (DropReason::CtCreate as u32) < STATS_LEN);
+const _: () = assert!((Counter::Masq as u32) < DROP_BASE);
+const _: () = assert!(DROP_BASE + (DropReason::NatNoPort as u32) < STATS_LEN);
 
 /// One datapath event, written to the `EVENTS` ring buffer (`linkrt monitor`).
 /// Addresses and ports in network byte order.

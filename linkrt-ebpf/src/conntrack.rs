@@ -6,7 +6,7 @@
 //! closed flows leave by LRU eviction, or when their container stops (userspace).
 use linkrt_common::{
     Counter, DropReason,
-    ct::{CT_ALLOW, CT_DNAT, CT_F_SNAT, CT_REVNAT, CtEntry, CtKey},
+    ct::{CT_ALLOW, CT_DNAT, CT_F_SNAT, CT_REVNAT, CT_REVSNAT, CT_SNAT, CtEntry, CtKey},
 };
 
 use crate::{
@@ -73,6 +73,24 @@ pub fn pair_key(k: &CtKey, e: &CtEntry) -> CtKey {
             daddr: e.addr,
             sport: k.dport,
             dport: e.port,
+            proto: k.proto,
+            _pad: [0; 3],
+        },
+        // (container → remote) rewritten to (host:port → remote): replies are remote → host:port.
+        CT_SNAT => CtKey {
+            saddr: k.daddr,
+            daddr: e.addr,
+            sport: k.dport,
+            dport: e.port,
+            proto: k.proto,
+            _pad: [0; 3],
+        },
+        // (remote → host:port) rewritten to (remote → container): the container's own packets.
+        CT_REVSNAT => CtKey {
+            saddr: e.addr,
+            daddr: k.saddr,
+            sport: e.port,
+            dport: k.sport,
             proto: k.proto,
             _pad: [0; 3],
         },

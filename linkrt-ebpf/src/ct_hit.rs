@@ -2,13 +2,13 @@
 use aya_ebpf::programs::TcContext;
 use linkrt_common::{
     DropReason,
-    ct::{CT_REVNAT, CtEntry, CtKey},
+    ct::{CT_REVNAT, CT_REVSNAT, CT_SNAT, CtEntry, CtKey},
 };
 
 use crate::{
     conntrack, frag,
     fwd::{self, Verdict},
-    nat,
+    masq, nat,
     parse::Pkt,
 };
 
@@ -22,9 +22,19 @@ pub enum At {
 /// An established packet: one lookup done, now close on RST, remember for fragments, deliver.
 #[inline(always)]
 pub fn established(ctx: &mut TcContext, p: &Pkt, k: &CtKey, e: &CtEntry, at: At) -> Result<Verdict, DropReason> {
-    conntrack::close_on_rst(p, k, e);
-    frag::remember(p, e);
-    deliver(ctx, p, e, at)
+    let e = if e.kind == CT_SNAT || e.kind == CT_REVSNAT {
+        // A container's flow that lost its port goes on untranslated, to be given one on the
+        // uplink's egress (which never calls this for such a flow).
+        if masq::lost(k, e) {
+            return Ok(Verdict::Pass);
+        }
+        masq::refresh(p, k, e)
+    } else {
+        *e
+    };
+    conntrack::close_on_rst(p, k, &e);
+    frag::remember(p, &e);
+    deliver(ctx, p, &e, at)
 }
 
 /// Translates `p` as `e` says and picks its way. A reply for the outside seen on a container's
@@ -41,7 +51,8 @@ pub fn deliver(ctx: &mut TcContext, p: &Pkt, e: &CtEntry, at: At) -> Result<Verd
         nat::apply(ctx, p, e)?;
         return Ok(Verdict::Peer(e.ifindex));
     }
-    if e.kind != CT_REVNAT {
+    // Only a reply to the outside (a published flow's, a masqueraded connection's) is routed.
+    if e.kind != CT_REVNAT && e.kind != CT_SNAT {
         nat::apply(ctx, p, e)?;
         return Ok(Verdict::Pass);
     }

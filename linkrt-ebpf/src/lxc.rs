@@ -26,6 +26,7 @@ fn ifindex(ctx: &TcContext) -> u32 {
     unsafe { (*ctx.skb.skb).ifindex }
 }
 
+#[inline(always)]
 pub fn from_container(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReason> {
     count(Counter::FromContainer);
     let me = ifindex(ctx);
@@ -128,6 +129,7 @@ pub fn from_container(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, Drop
 /// containers is delivered by `from_container` with `bpf_redirect_peer`, so with ICC off a
 /// frame bridged from another container may only be ARP: its broadcasts and multicasts (and
 /// unicast frames sent to a MAC whose address they do not carry) stop here.
+#[inline(always)]
 pub fn to_container(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReason> {
     count(Counter::ToContainer);
     if parse::vlan_present(ctx, m) {

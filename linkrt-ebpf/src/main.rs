@@ -28,6 +28,8 @@ mod lxc;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
+mod masq;
+#[cfg(target_arch = "bpf")]
 mod nat;
 #[cfg(target_arch = "bpf")]
 mod netdev;
@@ -87,46 +89,44 @@ mod entry {
         TC_ACT_SHOT
     }
 
+    /// Carries out a TC program's result. The programs' bodies are inlined into their entry
+    /// points (`#[inline(always)]`): a separate function returning its large `Result` through
+    /// a pointer would hand the verifier a stack pointer to return, which it refuses.
     #[inline(always)]
-    fn run(mut ctx: TcContext, f: fn(&mut TcContext, &mut Meta) -> Result<Verdict, DropReason>) -> i32 {
-        let mut m = Meta::default();
-        let v = match f(&mut ctx, &mut m) {
+    fn finish(mut ctx: TcContext, r: Result<Verdict, DropReason>, m: &Meta) -> i32 {
+        let v = match r {
             Ok(v) => v,
-            Err(reason) => return drop_with(&ctx, reason, &m),
+            Err(reason) => return drop_with(&ctx, reason, m),
         };
         // Redirected into a container: its MAC follows from the (translated) destination.
         let mut daddr = 0;
         if v.is_peer() {
             match ctx.load::<u32>(IP_DADDR) {
                 Ok(a) => daddr = a,
-                Err(_) => return drop_with(&ctx, DropReason::Malformed, &m),
+                Err(_) => return drop_with(&ctx, DropReason::Malformed, m),
             }
         }
         match v.act(&mut ctx, daddr) {
             Ok(action) => action,
-            Err(reason) => drop_with(&ctx, reason, &m),
+            Err(reason) => drop_with(&ctx, reason, m),
         }
     }
 
-    #[classifier]
-    pub fn lrt_from_container(ctx: TcContext) -> i32 {
-        run(ctx, crate::lxc::from_container)
+    macro_rules! tc_entry {
+        ($name:ident, $body:path) => {
+            #[classifier]
+            pub fn $name(mut ctx: TcContext) -> i32 {
+                let mut m = Meta::default();
+                let r = $body(&mut ctx, &mut m);
+                finish(ctx, r, &m)
+            }
+        };
     }
 
-    #[classifier]
-    pub fn lrt_to_container(ctx: TcContext) -> i32 {
-        run(ctx, crate::lxc::to_container)
-    }
-
-    #[classifier]
-    pub fn lrt_uplink_in(ctx: TcContext) -> i32 {
-        run(ctx, crate::netdev::uplink_in)
-    }
-
-    #[classifier]
-    pub fn lrt_uplink_out(ctx: TcContext) -> i32 {
-        run(ctx, crate::netdev::uplink_out)
-    }
+    tc_entry!(lrt_from_container, crate::lxc::from_container);
+    tc_entry!(lrt_to_container, crate::lxc::to_container);
+    tc_entry!(lrt_uplink_in, crate::netdev::uplink_in);
+    tc_entry!(lrt_uplink_out, crate::netdev::uplink_out);
 
     #[cgroup_sock_addr(connect4)]
     pub fn lrt_connect4(ctx: SockAddrContext) -> i32 {

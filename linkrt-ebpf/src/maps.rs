@@ -33,6 +33,10 @@ pub static CT: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(CT_MAX, 0);
 #[map(name = "LRT_FRAG_V1")]
 pub static FRAG: LruHashMap<FragKey, CtEntry> = LruHashMap::pinned(FRAG_MAX, 0);
 
+/// The address each uplink masquerades to (ifindex → IPv4), written by userspace.
+#[map(name = "LRT_MASQ_ADDRS_V1")]
+pub static MASQ_ADDRS: HashMap<u32, u32> = HashMap::pinned(LOCAL_ADDRS_MAX, 0);
+
 #[map(name = "LRT_LOCAL_ADDRS_V1")]
 pub static LOCAL_ADDRS: HashMap<u32, u32> = HashMap::pinned(LOCAL_ADDRS_MAX, 0);
 

@@ -6,14 +6,17 @@ use aya_ebpf::{
 };
 use linkrt_common::{
     Counter, DropReason, EVENT_NAT, Event,
-    ct::{CT_DNAT, CT_F_SNAT, CT_REVNAT, CtEntry, CtKey},
+    ct::{CT_DNAT, CT_F_SNAT, CT_REVNAT, CT_REVSNAT, CT_SNAT, CtEntry, CtKey},
     nat::{Backend, PortKey},
 };
 
 use crate::{
     conntrack, frag,
     maps::{CONTAINER_IPS, LOCAL_ADDRS, PORTMAP, count, debug_on, emit, get},
-    parse::{Frag, IP_CSUM, IP_DADDR, IP_SADDR, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, Pkt, TCP_CSUM, UDP_CSUM},
+    parse::{
+        Frag, ICMP_CSUM, ICMP_ECHO, ICMP_ECHO_REPLY, ICMP_ID, IP_CSUM, IP_DADDR, IP_SADDR, IPPROTO_ICMP, IPPROTO_TCP,
+        IPPROTO_UDP, L4_DPORT, L4_SPORT, Pkt, TCP_CSUM, UDP_CSUM,
+    },
     policy,
 };
 
@@ -47,7 +50,16 @@ fn set_addr(ctx: &mut TcContext, p: &Pkt, off: usize, old: u32, new: u32) -> Res
 
 #[inline(always)]
 fn set_port(ctx: &mut TcContext, p: &Pkt, off: usize, old: u16, new: u16) -> Result<(), DropReason> {
-    if old == new || !p.has_ports() || matches!(p.frag, Frag::Later { .. }) {
+    if old == new || matches!(p.frag, Frag::Later { .. }) {
+        return Ok(());
+    }
+    // An ICMP echo's identifier plays the port (masquerade); its checksum has no pseudo-header.
+    if p.proto == IPPROTO_ICMP && matches!(p.icmp_type, ICMP_ECHO | ICMP_ECHO_REPLY) {
+        ctx.l4_csum_replace(p.l4 + ICMP_CSUM, old as u64, new as u64, 2)
+            .map_err(|_| DropReason::Csum)?;
+        return ctx.store(p.l4 + ICMP_ID, &new, 0).map_err(|_| DropReason::Write);
+    }
+    if !p.has_ports() {
         return Ok(());
     }
     if let Some((csum, extra)) = l4_csum(p) {
@@ -76,6 +88,15 @@ pub fn apply(ctx: &mut TcContext, p: &Pkt, e: &CtEntry) -> Result<(), DropReason
             if snat {
                 set_addr(ctx, p, IP_DADDR, p.daddr, e.addr2)?;
             }
+            count(Counter::ReverseNat);
+        }
+        CT_SNAT => {
+            set_addr(ctx, p, IP_SADDR, p.saddr, e.addr)?;
+            set_port(ctx, p, L4_SPORT, p.sport, e.port)?;
+        }
+        CT_REVSNAT => {
+            set_addr(ctx, p, IP_DADDR, p.daddr, e.addr)?;
+            set_port(ctx, p, L4_DPORT, p.dport, e.port)?;
             count(Counter::ReverseNat);
         }
         _ => {}

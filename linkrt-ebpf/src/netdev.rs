@@ -5,7 +5,7 @@
 //! reach a container (`drop_direct` for the rest, ping included), unless the routed mode is
 //! on. Nothing to 127.0.0.0/8 is translated or passed.
 use aya_ebpf::programs::TcContext;
-use linkrt_common::{Counter, DropReason};
+use linkrt_common::{Counter, DropReason, ct::CT_REVSNAT};
 
 use crate::{
     conntrack,
@@ -14,7 +14,7 @@ use crate::{
     fwd::Verdict,
     icmp,
     maps::{CONTAINER_IPS, count, get},
-    nat,
+    masq, nat,
     parse::{self, ETH_P_IP, Frag, Meta, Pkt},
     policy,
 };
@@ -49,6 +49,7 @@ fn behind_bridge(a: u32) -> bool {
     policy::in_subnet(a) && a != policy::gateway()
 }
 
+#[inline(always)]
 pub fn uplink_in(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReason> {
     let mut p = Pkt::default();
     if !ipv4(ctx, m, &mut p)? {
@@ -63,6 +64,19 @@ pub fn uplink_in(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReaso
             None if behind_bridge(p.daddr) => Err(DropReason::FragOrphan),
             None => Ok(Verdict::Pass),
         };
+    }
+    // An error about a container's connection out, for the container.
+    if p.is_icmp_error()
+        && let Some(q) = icmp::quoted(ctx, &p)
+        && let Some(e) = conntrack::lookup(&q.key)
+        && e.kind == CT_REVSNAT
+    {
+        icmp::masq_error(ctx, &p, &q, &e)?;
+        return Ok(if e.ifindex == 0 {
+            Verdict::Pass
+        } else {
+            Verdict::Peer(e.ifindex)
+        });
     }
     let key = p.key();
     if !p.syn()
@@ -90,6 +104,7 @@ pub fn uplink_in(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReaso
     }
 }
 
+#[inline(always)]
 pub fn uplink_out(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReason> {
     let mut p = Pkt::default();
     if !ipv4(ctx, m, &mut p)? {
@@ -112,13 +127,22 @@ pub fn uplink_out(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReas
     let key = p.key();
     if !p.syn()
         && let Some(e) = conntrack::lookup(&key)
+        && !masq::lost(&key, &e)
     {
         return ct_hit::established(ctx, &p, &key, &e, At::UplinkOut);
     }
-    // A container's own connection out: its replies may come back in (not `drop_direct`).
+    // A container's own connection out: masqueraded to the uplink's address, or (masquerade
+    // off) tracked so that its replies may come back in (not `drop_direct`).
     if p.trackable()
         && let Some(from) = get(&CONTAINER_IPS, &p.saddr)
     {
+        // SAFETY: reading a field of the program's own context.
+        let me = unsafe { (*ctx.skb.skb).ifindex };
+        if let Some(e) = masq::new_flow(ctx, &p, me)? {
+            frag::remember(&p, &e);
+            nat::apply(ctx, &p, &e)?;
+            return Ok(Verdict::Pass);
+        }
         let e = conntrack::create_allow(&p, 0, from)?;
         frag::remember(&p, &e);
     }

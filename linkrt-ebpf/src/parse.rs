@@ -18,6 +18,7 @@ pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_SCTP: u8 = 132;
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_ECHO: u8 = 8;
+pub const TCP_FIN: u8 = 0x01;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
@@ -34,6 +35,8 @@ pub const TCP_FLAGS: usize = offset_of!(TcpHdr, _bitfield_1) + 1;
 pub const TCP_CSUM: usize = offset_of!(TcpHdr, check);
 pub const UDP_CSUM: usize = offset_of!(UdpHdr, check);
 pub const ICMP_CSUM: usize = offset_of!(Icmpv4Hdr, check);
+/// The identifier of an ICMP echo request or reply.
+pub const ICMP_ID: usize = offset_of!(Icmpv4Hdr, data);
 
 const _: () = assert!(ETH_HLEN == 14 && Ipv4Hdr::LEN == 20 && TCP_FLAGS == 13 && UDP_CSUM == 6);
 
@@ -111,6 +114,11 @@ impl Pkt {
     #[inline(always)]
     pub fn is_icmp_error(&self) -> bool {
         matches!(self.icmp_type, 3 | 11 | 12)
+    }
+
+    #[inline(always)]
+    pub fn fin(&self) -> bool {
+        self.proto == IPPROTO_TCP && self.tcp_flags & TCP_FIN != 0
     }
 
     #[inline(always)]

@@ -330,6 +330,13 @@ pub struct ConfigArgs {
     /// other; false (the default) allows links only
     #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
     pub icc: Option<bool>,
+    /// Outbound masquerade (Docker's --ip-masq): true (the default) gives containers'
+    /// connections to other machines the uplink's address; false leaves their own
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    pub ip_masq: Option<bool>,
+    /// The host ports masqueraded connections use, FIRST-LAST (default 61000-65535)
+    #[arg(long, value_name = "FIRST-LAST", value_parser = linkrt::lifecycle::policy::parse_masq_ports)]
+    pub masq_ports: Option<(u16, u16)>,
 }
 
 #[derive(Args, Debug)]

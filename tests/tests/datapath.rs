@@ -11,8 +11,8 @@ use aya::{
 };
 use linkrt_common::{
     Counter, DropReason,
-    config::{CONFIG_GATEWAY, CONFIG_GATEWAY_MAC, CONFIG_ICC, CONFIG_ROUTED, CONFIG_SUBNET},
-    ct::{CT_ALLOW, CT_DNAT, CT_REVNAT, CtEntry, CtKey, FragKey},
+    config::{CONFIG_GATEWAY, CONFIG_GATEWAY_MAC, CONFIG_ICC, CONFIG_MASQ, CONFIG_ROUTED, CONFIG_SUBNET, masq_config},
+    ct::{CT_ALLOW, CT_DNAT, CT_REVNAT, CT_REVSNAT, CT_SNAT, CtEntry, CtKey, FragKey, MASQ_TICK_SHIFT},
     maps,
     nat::{Backend, PortKey},
     policy::{Endpoint, PolicyKey},
@@ -713,4 +713,221 @@ fn sctp_is_translated_when_the_ports_are_equal() {
     let (_, out) = run(&mut l, maps::PROG_UPLINK_IN, &s);
     assert_eq!(pkt::endpoints(&out), (CLIENT, 5000, CTR, 3868));
     assert!(pkt::sctp_ok(&out), "CRC32c and IP checksum valid after DNAT");
+}
+
+/// Masquerade on, to the ports `first..=last`, with HOST as the address of this run's device.
+fn masq(l: &mut Loaded, first: u16, last: u16) {
+    set_config(l, CONFIG_MASQ, masq_config(Some((first, last))));
+    let mut m: HashMap<_, u32, u32> = HashMap::try_from(l.ebpf.map_mut(maps::MASQ_ADDRS).unwrap()).unwrap();
+    m.insert(ME, ip_be(HOST), 0).unwrap();
+}
+
+/// The IPv4 and ICMP checksums of an ICMP frame (ICMP's has no pseudo-header).
+fn icmp_ok(f: &[u8]) -> bool {
+    pkt::ip_csum_ok(f) && pkt::csum_fold(pkt::csum_add(&f[34..], 0)) == 0
+}
+
+/// The ICMP echo identifier of a frame built by `pkt::icmp_echo`.
+fn echo_id(f: &[u8]) -> u16 {
+    u16::from_be_bytes([f[38], f[39]])
+}
+
+/// The datapath's clock now, in masquerade ticks (`bpf_ktime_get_ns` is CLOCK_MONOTONIC).
+fn tick_now() -> u32 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec to fill.
+    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) }, 0);
+    ((ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64) >> MASQ_TICK_SHIFT) as u32
+}
+
+#[test]
+fn a_containers_connections_out_leave_with_the_uplinks_address_and_their_replies_come_back() {
+    let mut l = load();
+    let range = 61000..=61015;
+    masq(&mut l, 61000, 61015);
+
+    // TCP: the SYN on the uplink's egress (after the host routed it).
+    let syn = pkt::tcp(CTR, 45000, CLIENT, 80, 0x02, b"");
+    let (rc, out) = run(&mut l, maps::PROG_UPLINK_OUT, &syn);
+    assert_eq!(rc, TC_ACT_OK);
+    let (s, port, d, dp) = pkt::endpoints(&out);
+    assert_eq!((s, d, dp), (HOST, CLIENT, 80), "source is the uplink's address");
+    assert!(range.contains(&port), "a port of the range: {port}");
+    assert!(pkt::checksums_ok(&out), "IP and TCP checksums after SNAT");
+    assert_eq!(count(&l, Counter::Masq), 1);
+    let flows = ct(&l);
+    assert_eq!(flows.len(), 2, "both directions at once: {flows:?}");
+    assert!(
+        flows
+            .iter()
+            .any(|(k, e)| e.kind == CT_SNAT && k.saddr == ip_be(CTR) && e.port == port.to_be())
+    );
+    assert!(
+        flows
+            .iter()
+            .any(|(k, e)| e.kind == CT_REVSNAT && k.daddr == ip_be(HOST) && e.ifindex == CTR_IF),
+        "the reply entry holds the port and knows the container's veth"
+    );
+    // A retransmitted SYN keeps its port.
+    let (_, again) = run(&mut l, maps::PROG_UPLINK_OUT, &syn);
+    assert_eq!(pkt::endpoints(&again).1, port);
+    assert_eq!(count(&l, Counter::Masq), 1, "no second allocation");
+
+    // The reply goes from the uplink straight into the container.
+    let synack = pkt::tcp(CLIENT, 80, HOST, port, 0x12, b"");
+    let (rc, out) = run(&mut l, maps::PROG_UPLINK_IN, &synack);
+    assert_eq!(rc, TC_ACT_REDIRECT, "bpf_redirect_peer into the container");
+    assert_eq!(pkt::endpoints(&out), (CLIENT, 80, CTR, 45000));
+    assert!(pkt::checksums_ok(&out));
+    assert_eq!(&out[..6], &[0x02, 0x42, 172, 17, 0, 3], "to the container's MAC");
+
+    // The container's next packets: on its veth (no route in this namespace, so left for the
+    // uplink's egress), then translated there with the same port.
+    let ack = pkt::tcp(CTR, 45000, CLIENT, 80, 0x18, b"odd");
+    assert_eq!(run(&mut l, maps::PROG_FROM_CONTAINER, &ack), (TC_ACT_OK, ack.clone()));
+    let (_, out) = run(&mut l, maps::PROG_UPLINK_OUT, &ack);
+    assert_eq!(pkt::endpoints(&out), (HOST, port, CLIENT, 80));
+    assert!(pkt::checksums_ok(&out));
+    assert_eq!(count(&l, Counter::CtCreate), 2, "entries written on a miss only");
+
+    // An RST ends the flow: both entries go.
+    let rst = pkt::tcp(CLIENT, 80, HOST, port, 0x04, b"");
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_IN, &rst).0, TC_ACT_REDIRECT);
+    assert!(ct(&l).is_empty(), "{:?}", ct(&l));
+
+    // UDP, and the remote's "port unreachable" for the container's socket.
+    let q = pkt::udp(CTR, 5353, CLIENT, 53, b"query");
+    let (rc, out) = run(&mut l, maps::PROG_UPLINK_OUT, &q);
+    assert_eq!(rc, TC_ACT_OK);
+    let (s, uport, _, _) = pkt::endpoints(&out);
+    assert!(s == HOST && range.contains(&uport) && pkt::checksums_ok(&out));
+    let (rc, back) = run(
+        &mut l,
+        maps::PROG_UPLINK_IN,
+        &pkt::udp(CLIENT, 53, HOST, uport, b"answer"),
+    );
+    assert_eq!(rc, TC_ACT_REDIRECT);
+    assert_eq!(pkt::endpoints(&back), (CLIENT, 53, CTR, 5353));
+    assert!(pkt::checksums_ok(&back));
+    let err = pkt::icmp_port_unreachable(CLIENT, HOST, &out);
+    let (rc, eout) = run(&mut l, maps::PROG_UPLINK_IN, &err);
+    assert_eq!(rc, TC_ACT_REDIRECT, "the error goes into the container");
+    assert_eq!(&eout[30..34], &CTR.octets(), "outer destination is the container");
+    let quoted = &eout[42..];
+    assert_eq!(&quoted[12..16], &CTR.octets(), "quoted source restored");
+    assert_eq!(&quoted[20..22], &5353u16.to_be_bytes(), "quoted port restored");
+    assert!(
+        pkt::icmp_error_ok(&eout),
+        "outer IP, ICMP and quoted IP checksums valid"
+    );
+
+    // ICMP echo: the identifier plays the port.
+    let ping = pkt::icmp_echo(CTR, CLIENT, 7, true);
+    let (rc, out) = run(&mut l, maps::PROG_UPLINK_OUT, &ping);
+    assert_eq!(rc, TC_ACT_OK);
+    let id = echo_id(&out);
+    assert!(range.contains(&id) && out[26..30] == HOST.octets() && icmp_ok(&out));
+    let (rc, pong) = run(&mut l, maps::PROG_UPLINK_IN, &pkt::icmp_echo(CLIENT, HOST, id, false));
+    assert_eq!(rc, TC_ACT_REDIRECT);
+    assert_eq!((&pong[30..34], echo_id(&pong)), (&CTR.octets()[..], 7));
+    assert!(icmp_ok(&pong));
+
+    // Masquerade off: the connection leaves with the container's address (tracked for its
+    // replies, as before).
+    set_config(&mut l, CONFIG_MASQ, 0);
+    let syn2 = pkt::tcp(CTR, 45001, CLIENT, 80, 0x02, b"");
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_OUT, &syn2), (TC_ACT_OK, syn2.clone()));
+}
+
+#[test]
+fn masquerade_ports_skip_published_ports_and_host_sockets_and_run_out_with_a_reason() {
+    let mut l = load();
+    container(&mut l, OTHER, 78);
+    masq(&mut l, 61000, 61001);
+    publish(&mut l, ANY, 61000, pkt::PROTO_TCP, 80);
+    // The probe: with 61000 published, the one free port is 61001.
+    let (rc, out) = run(
+        &mut l,
+        maps::PROG_UPLINK_OUT,
+        &pkt::tcp(CTR, 1111, CLIENT, 80, 0x02, b""),
+    );
+    assert_eq!((rc, pkt::endpoints(&out).1), (TC_ACT_OK, 61001));
+    // The same remote endpoint from another container: no port left.
+    let (rc, _) = run(
+        &mut l,
+        maps::PROG_UPLINK_OUT,
+        &pkt::tcp(OTHER, 1111, CLIENT, 80, 0x02, b""),
+    );
+    assert_eq!(rc, TC_ACT_SHOT);
+    assert_eq!(drops(&l, DropReason::NatNoPort), 1);
+    // Another remote endpoint: the port is free for it.
+    let (rc, out) = run(
+        &mut l,
+        maps::PROG_UPLINK_OUT,
+        &pkt::tcp(OTHER, 1111, CLIENT, 81, 0x02, b""),
+    );
+    assert_eq!((rc, pkt::endpoints(&out).1), (TC_ACT_OK, 61001));
+
+    // A host listener on 61001 (in this run's namespace): its port is never given out, since
+    // the remote's answers would be taken for the container's.
+    let listener = std::net::TcpListener::bind("0.0.0.0:61001").expect("listen");
+    let (rc, _) = run(
+        &mut l,
+        maps::PROG_UPLINK_OUT,
+        &pkt::tcp(OTHER, 2222, CLIENT, 82, 0x02, b""),
+    );
+    assert_eq!(rc, TC_ACT_SHOT, "61000 published, 61001 the host's");
+    drop(listener);
+    let (rc, out) = run(
+        &mut l,
+        maps::PROG_UPLINK_OUT,
+        &pkt::tcp(OTHER, 2222, CLIENT, 82, 0x02, b""),
+    );
+    assert_eq!((rc, pkt::endpoints(&out).1), (TC_ACT_OK, 61001), "free again");
+    // A bound UDP socket holds its port the same way.
+    masq(&mut l, 61002, 61002);
+    let udp = std::net::UdpSocket::bind("0.0.0.0:61002").expect("bind");
+    let (rc, _) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::udp(CTR, 3333, CLIENT, 53, b"q"));
+    assert_eq!(rc, TC_ACT_SHOT);
+    drop(udp);
+    let (rc, out) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::udp(CTR, 3333, CLIENT, 53, b"q"));
+    assert_eq!((rc, pkt::endpoints(&out).1), (TC_ACT_OK, 61002));
+}
+
+#[test]
+fn masquerade_mappings_expire_and_a_flow_that_lost_its_port_is_given_another() {
+    let mut l = load();
+    container(&mut l, OTHER, 78);
+    masq(&mut l, 61000, 61000);
+    // OTHER's UDP flow holds the one port; a second container's flow to the same remote
+    // endpoint finds none.
+    let (rc, _) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::udp(OTHER, 9, CLIENT, 53, b"q"));
+    assert_eq!(rc, TC_ACT_OK);
+    let (rc, _) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::udp(CTR, 5353, CLIENT, 53, b"q"));
+    assert_eq!(rc, TC_ACT_SHOT, "held while fresh");
+    // 40 ticks without a packet: past UDP's 30 s.
+    let stale = tick_now().wrapping_sub(40);
+    let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(l.ebpf.map_mut(maps::CT).unwrap()).unwrap();
+    let entries: Vec<(CtKey, CtEntry)> = m.iter().map(|r| r.unwrap()).collect();
+    for (k, mut e) in entries {
+        e.addr2 = stale;
+        m.insert(k, e, 0).unwrap();
+    }
+    let (rc, out) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::udp(CTR, 5353, CLIENT, 53, b"q"));
+    assert_eq!(
+        (rc, pkt::endpoints(&out)),
+        (TC_ACT_OK, (HOST, 61000, CLIENT, 53)),
+        "expired: taken"
+    );
+    let (rc, back) = run(&mut l, maps::PROG_UPLINK_IN, &pkt::udp(CLIENT, 53, HOST, 61000, b"a"));
+    assert_eq!(
+        (rc, pkt::endpoints(&back).2),
+        (TC_ACT_REDIRECT, CTR),
+        "the answer is the new owner's"
+    );
+    // OTHER's flow resumes: its stale entry is not trusted; it finds its port taken and no
+    // other free, so it is dropped instead of sharing CTR's port.
+    let (rc, _) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::udp(OTHER, 9, CLIENT, 53, b"again"));
+    assert_eq!(rc, TC_ACT_SHOT);
+    assert_eq!(drops(&l, DropReason::NatNoPort), 2);
 }

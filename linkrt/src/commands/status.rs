@@ -17,14 +17,23 @@ pub fn status(cfg: &Config) -> CmdResult {
         if ifs.is_empty() { "" } else { ": " },
         ifs.join(" ")
     );
+    let settings = linkrt::lifecycle::policy::Settings::load(cfg).map_err(Failure::cli)?;
     println!(
         "icc:        {}",
-        if linkrt::lifecycle::policy::icc_enabled(cfg).map_err(Failure::cli)? {
+        if settings.icc {
             "on (all containers talk)"
         } else {
             "off (links only)"
         }
     );
+    if !bpf::saved_gateway_mode(cfg).masquerades() {
+        println!("masquerade: off (the routed gateway mode: connections out keep the container's address)");
+    } else if settings.ip_masq {
+        let (first, last) = settings.masq_ports;
+        println!("masquerade: on (connections out leave with the uplink's address, ports {first}-{last})");
+    } else {
+        println!("masquerade: off (connections out keep the container's address)");
+    }
     let default = std::env::var("LINKRT_RUNTIME").ok();
     let mut chosen = default.is_some();
     for (name, r) in linkrt::oci::runtime::Runtime::survey(cfg) {
@@ -44,7 +53,8 @@ pub fn status(cfg: &Config) -> CmdResult {
         "gateway:    {}",
         match bpf::saved_gateway_mode(cfg) {
             bpf::GatewayMode::Nat => "nat (published ports only; routed access dropped)",
-            bpf::GatewayMode::Routed => "routed (other machines may route to containers)",
+            bpf::GatewayMode::NatUnprotected => "nat-unprotected (other machines may route to containers)",
+            bpf::GatewayMode::Routed => "routed (other machines may route to containers; no masquerade)",
         }
     );
     println!("maps:");
@@ -55,6 +65,7 @@ pub fn status(cfg: &Config) -> CmdResult {
         maps::POLICY,
         maps::ENDPOINTS,
         maps::LOCAL_ADDRS,
+        maps::MASQ_ADDRS,
     ] {
         match bpf::map_len(cfg, name) {
             Ok(n) => println!("  {name:<22} {n} entries"),

@@ -216,7 +216,7 @@ pub fn heal(cfg: &Config, want: &Wanted) -> Result<Health> {
             errs.push(e);
         }
     }
-    set_local_addrs(cfg, &network::system().local_addrs()?)?;
+    set_local_addrs(cfg, &network::system().addrs_by_link()?)?;
     if let Some(cg) = &want.cgroup {
         dp.attach_cgroup(cg)?;
     }

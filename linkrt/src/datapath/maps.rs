@@ -4,8 +4,8 @@ use std::net::Ipv4Addr;
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use linkrt_common::{
     Counter, DropReason,
-    config::{CONFIG_GATEWAY, CONFIG_GATEWAY_MAC, CONFIG_ICC, CONFIG_ROUTED, CONFIG_SUBNET},
-    ct::{CT_ALLOW, CT_DNAT, CtEntry, CtKey},
+    config::{CONFIG_GATEWAY, CONFIG_GATEWAY_MAC, CONFIG_ICC, CONFIG_MASQ, CONFIG_ROUTED, CONFIG_SUBNET, masq_config},
+    ct::{CT_ALLOW, CT_DNAT, CT_REVSNAT, CtEntry, CtKey},
     maps,
     nat::{BIND_IPS_LEN, Backend, PortKey},
     policy::{Endpoint, PolicyKey},
@@ -239,19 +239,27 @@ pub fn forget_flows(cfg: &Config, ip: Ipv4Addr) -> Result<()> {
     let ip = ip_be(ip);
     let mut ct = Pinned::new(cfg).hash::<CtKey, CtEntry>(maps::CT)?;
     remove_where(&mut ct, maps::CT, |k, e| {
-        k.saddr == ip || k.daddr == ip || (e.kind == CT_DNAT && e.addr == ip)
+        k.saddr == ip || k.daddr == ip || ((e.kind == CT_DNAT || e.kind == CT_REVSNAT) && e.addr == ip)
     })
 }
 
-/// Replaces the set of the host's own addresses (for 0.0.0.0 mappings).
-pub fn set_local_addrs(cfg: &Config, addrs: &[Ipv4Addr]) -> Result<()> {
-    let mut la = Pinned::new(cfg).hash::<u32, u32>(maps::LOCAL_ADDRS)?;
-    let want: Vec<u32> = addrs.iter().map(|a| ip_be(*a)).collect();
+/// Replaces the set of the host's own addresses (for 0.0.0.0 mappings), and the address each
+/// interface masquerades to: its first (primary) one, loopback addresses aside.
+pub fn set_local_addrs(cfg: &Config, addrs: &[(u32, Ipv4Addr)]) -> Result<()> {
+    let p = Pinned::new(cfg);
+    let mut la = p.hash::<u32, u32>(maps::LOCAL_ADDRS)?;
+    let want: Vec<u32> = addrs.iter().map(|(_, a)| ip_be(*a)).collect();
     remove_where(&mut la, maps::LOCAL_ADDRS, |k, _| !want.contains(k))?;
     for k in want {
         la.insert(k, 1, 0).map_err(map_err(maps::LOCAL_ADDRS))?;
     }
-    Ok(())
+    let mut masq: Vec<(u32, u32)> = Vec::new();
+    for (ifindex, a) in addrs {
+        if !a.is_loopback() && !masq.iter().any(|(i, _)| i == ifindex) {
+            masq.push((*ifindex, ip_be(*a)));
+        }
+    }
+    sync_hash(&p, maps::MASQ_ADDRS, &masq)
 }
 
 /// The settings the datapath owns: the bridge's subnet, gateway and MAC, the gateway mode.
@@ -276,6 +284,8 @@ pub struct PolicyState {
     pub allow: Vec<(Ipv4Addr, Ipv4Addr, u16, u8)>,
     /// Inter-container communication unrestricted (Docker's `--icc=true`).
     pub icc: bool,
+    /// Outbound masquerade to these host ports (Docker's `--ip-masq`), or off.
+    pub masq: Option<(u16, u16)>,
 }
 
 fn sync_hash<K: aya::Pod + PartialEq, V: aya::Pod>(p: &Pinned<'_>, name: &'static str, want: &[(K, V)]) -> Result<()> {
@@ -309,6 +319,10 @@ pub fn sync_policy(cfg: &Config, st: &PolicyState) -> Result<()> {
     sync_hash(&p, maps::POLICY, &pol)?;
     write_static_config(&p)?;
     p.set_config(CONFIG_ICC, st.icc as u64)?;
+    if let Some(range) = st.masq {
+        super::settings::reserve_masq_ports(range)?;
+    }
+    p.set_config(CONFIG_MASQ, masq_config(st.masq))?;
 
     let s = p.get_config(CONFIG_SUBNET)?;
     let (net, mask, gw) = (s as u32, (s >> 32) as u32, p.get_config(CONFIG_GATEWAY)? as u32);
@@ -330,6 +344,7 @@ pub fn sync_policy(cfg: &Config, st: &PolicyState) -> Result<()> {
     remove_where(&mut ct, maps::CT, |k, e| {
         (bridge(k.saddr) && !live(k.saddr))
             || (bridge(k.daddr) && !live(k.daddr))
+            || (e.kind == CT_REVSNAT && bridge(e.addr) && !live(e.addr))
             || (e.ifindex != 0 && !ifs.contains(&e.ifindex))
             || (!st.icc && e.kind == CT_ALLOW && live(k.saddr) && live(k.daddr) && !allowed(k))
     })

@@ -10,10 +10,60 @@ use crate::{
 };
 
 /// Instance settings (`linkrt config`), kept in the state directory.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     /// Inter-container communication unrestricted (Docker's `--icc`). Secure by default: off.
     pub icc: bool,
+    /// Containers' connections to other machines leave with the uplink's address (Docker's
+    /// `--ip-masq`, on by default).
+    #[serde(default = "on")]
+    pub ip_masq: bool,
+    /// The host ports masqueraded connections use (first, last).
+    #[serde(default = "default_masq_ports")]
+    pub masq_ports: (u16, u16),
+}
+
+fn on() -> bool {
+    true
+}
+
+/// Above Linux's default ephemeral range (`ip_local_port_range` 32768-60999), so that the
+/// host's own connections never pick these ports; reserved when a host's range overlaps.
+pub const DEFAULT_MASQ_PORTS: (u16, u16) = (61000, 65535);
+
+fn default_masq_ports() -> (u16, u16) {
+    DEFAULT_MASQ_PORTS
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            icc: false,
+            ip_masq: true,
+            masq_ports: DEFAULT_MASQ_PORTS,
+        }
+    }
+}
+
+/// A masquerade port range as `linkrt config --masq-ports` takes it: `FIRST-LAST`, from 1024
+/// up. A small range runs out sooner (`drop_nat_no_port`).
+pub fn parse_masq_ports(s: &str) -> std::result::Result<(u16, u16), String> {
+    let bad = || format!("invalid masquerade port range {s:?}: want FIRST-LAST, e.g. 61000-65535");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if a < 1024 || b < a {
+        return Err(format!(
+            "invalid masquerade port range {s:?}: want 1024 <= FIRST <= LAST <= 65535"
+        ));
+    }
+    Ok((a, b))
+}
+
+impl Settings {
+    /// The datapath's `CONFIG_MASQ` value.
+    pub fn masq_config(&self) -> u64 {
+        linkrt_common::config::masq_config(self.ip_masq.then_some(self.masq_ports))
+    }
 }
 
 fn settings_path(cfg: &Config) -> std::path::PathBuf {
@@ -62,11 +112,6 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Whether inter-container communication is unrestricted.
-pub fn icc_enabled(cfg: &Config) -> Result<bool> {
-    Ok(Settings::load(cfg)?.icc)
-}
-
 /// The allow-list for `containers`: every container with a network gets its anti-spoofing
 /// identity (a dead record's too: its process may still be alive), and each link (recipient
 /// → source, both running or starting) allows the source's exposed ports and ping.
@@ -109,9 +154,11 @@ pub fn sync(cfg: &Config, containers: &[Container]) -> Result<()> {
     if !cfg.maps_dir().join(linkrt_common::maps::POLICY).exists() {
         return Ok(());
     }
-    let st = policy_state(containers, icc_enabled(cfg)?, &|v| {
-        nix::net::if_::if_nametoindex(v).ok()
-    });
+    let s = Settings::load(cfg)?;
+    let mut st = policy_state(containers, s.icc, &|v| nix::net::if_::if_nametoindex(v).ok());
+    // Docker's `routed` gateway mode never masquerades.
+    let masq = s.ip_masq && crate::datapath::gateway_mode(cfg)?.masquerades();
+    st.masq = masq.then_some(s.masq_ports);
     bpf::sync_policy(cfg, &st).map_err(|e| name_full_map(cfg, e, &st))
 }
 

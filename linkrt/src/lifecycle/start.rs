@@ -161,7 +161,7 @@ fn wire(cfg: &Config, snap: &Snapshot, c: &Container, net: &dyn network::Network
     for up in bpf::uplinks(cfg, net)? {
         dp.attach(&up, bpf::Role::Uplink)?;
     }
-    bpf::set_local_addrs(cfg, &net.local_addrs()?)?;
+    bpf::set_local_addrs(cfg, &net.addrs_by_link()?)?;
     if let Some(cg) = cfg.cgroup_dir() {
         dp.attach_cgroup(&cg)?;
     }

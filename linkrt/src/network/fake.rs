@@ -262,13 +262,15 @@ impl Network for FakeNetwork {
             .collect())
     }
 
-    fn local_addrs(&self) -> Result<Vec<Ipv4Addr>> {
+    fn addrs_by_link(&self) -> Result<Vec<(u32, Ipv4Addr)>> {
         let st = self.enter(Call::LocalAddrs)?;
+        // The fake's interfaces are numbered in name order, from 1.
         Ok(st
             .host
             .ifaces
             .values()
-            .flat_map(|i| i.addrs.iter().map(|(ip, _)| *ip))
+            .zip(1u32..)
+            .flat_map(|(i, n)| i.addrs.iter().map(move |(ip, _)| (n, *ip)))
             .collect())
     }
 }

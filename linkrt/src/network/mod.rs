@@ -112,7 +112,11 @@ pub trait Network {
     /// Every interface of this namespace but loopback, the bridge and its ports.
     fn uplinks(&self) -> Result<Vec<String>>;
     /// The IPv4 addresses of this namespace.
-    fn local_addrs(&self) -> Result<Vec<Ipv4Addr>>;
+    fn local_addrs(&self) -> Result<Vec<Ipv4Addr>> {
+        Ok(self.addrs_by_link()?.into_iter().map(|(_, a)| a).collect())
+    }
+    /// The same, each with its interface's index, each interface's primary address first.
+    fn addrs_by_link(&self) -> Result<Vec<(u32, Ipv4Addr)>>;
 }
 
 /// The host's real networking: netlink in the calling thread's netns. One value serves a

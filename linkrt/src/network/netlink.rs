@@ -247,6 +247,12 @@ fn uplink_names(links: &[LinkMessage]) -> Vec<String> {
 
 /// The local IPv4 addresses in address messages (`IFA_LOCAL`, else `IFA_ADDRESS`).
 fn ipv4_addrs(msgs: &[AddressMessage]) -> Vec<Ipv4Addr> {
+    ipv4_addrs_by_link(msgs).into_iter().map(|(_, a)| a).collect()
+}
+
+/// The IPv4 addresses of `msgs` with their interface's index, in the kernel's order (each
+/// interface's primary address before its secondaries).
+fn ipv4_addrs_by_link(msgs: &[AddressMessage]) -> Vec<(u32, Ipv4Addr)> {
     let v4 = |a: &IpAddr| match a {
         IpAddr::V4(ip) => Some(*ip),
         IpAddr::V6(_) => None,
@@ -257,12 +263,14 @@ fn ipv4_addrs(msgs: &[AddressMessage]) -> Vec<Ipv4Addr> {
                 AddressAttribute::Local(ip) => v4(ip),
                 _ => None,
             });
-            local.or_else(|| {
-                m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Address(ip) => v4(ip),
-                    _ => None,
+            local
+                .or_else(|| {
+                    m.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Address(ip) => v4(ip),
+                        _ => None,
+                    })
                 })
-            })
+                .map(|a| (m.header.index, a))
         })
         .collect()
 }
@@ -462,9 +470,13 @@ impl Network for Netlink {
         })
     }
 
-    fn local_addrs(&self) -> Result<Vec<Ipv4Addr>> {
+    fn addrs_by_link(&self) -> Result<Vec<(u32, Ipv4Addr)>> {
         let host = self.host()?;
-        host.run(async { Ok(ipv4_addrs(&ipv4_addr_messages(&host.handle, "the host netns").await?)) })
+        host.run(async {
+            Ok(ipv4_addrs_by_link(
+                &ipv4_addr_messages(&host.handle, "the host netns").await?,
+            ))
+        })
     }
 }
 
