@@ -54,6 +54,10 @@ pub const CT_REVSNAT: u8 = 5;
 pub const CT_F_SNAT: u8 = 1;
 /// A masqueraded TCP flow has seen a FIN: its port is free [`MASQ_CLOSED_S`] after its last packet.
 pub const CT_F_CLOSED: u8 = 2;
+/// A masqueraded flow's remote has answered: until then its port is held [`MASQ_UNANSWERED_S`]
+/// only (a SYN to a server that is down, a RST, a probe), so that nothing but real
+/// connections holds the range for hours.
+pub const CT_F_ANSWERED: u8 = 4;
 
 /// The datapath's clock for masquerade entries: `bpf_ktime_get_ns() >> 30`, about 1.07 s.
 pub const MASQ_TICK_SHIFT: u32 = 30;
@@ -61,6 +65,8 @@ pub const MASQ_TICK_SHIFT: u32 = 30;
 pub const MASQ_TCP_IDLE_S: u64 = 7_440;
 /// A TCP flow's port after a FIN (as the peer's TIME_WAIT).
 pub const MASQ_CLOSED_S: u64 = 60;
+/// A TCP or SCTP flow's port while its remote never answered (cilium's SYN timeout).
+pub const MASQ_UNANSWERED_S: u64 = 60;
 /// A UDP or ICMP echo flow's port after its last reply (Linux conntrack's UDP timeout).
 pub const MASQ_DGRAM_S: u64 = 30;
 

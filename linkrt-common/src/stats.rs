@@ -75,6 +75,10 @@ pub enum DropReason {
     CtCreate = 13,
     /// A container's connection out found no free port in the masquerade range.
     NatNoPort = 14,
+    /// A container's packet for an uplink that masquerades, which the datapath cannot
+    /// translate (a protocol without ports, an ICMP error about no known flow, a fragment
+    /// whose first fragment is unknown): dropped rather than sent with the private address.
+    NatProto = 15,
 }
 
 /// First `STATS` slot of the drop reasons.
@@ -130,7 +134,7 @@ impl Counter {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Malformed,
         DropReason::Vlan,
         DropReason::Ethertype,
@@ -146,6 +150,7 @@ impl DropReason {
         DropReason::Write,
         DropReason::CtCreate,
         DropReason::NatNoPort,
+        DropReason::NatProto,
     ];
 
     /// The `STATS` slot.
@@ -171,6 +176,7 @@ impl DropReason {
             DropReason::Write => "drop_write",
             DropReason::CtCreate => "drop_ct_create",
             DropReason::NatNoPort => "drop_nat_no_port",
+            DropReason::NatProto => "drop_nat_proto",
         }
     }
 
@@ -181,7 +187,7 @@ impl DropReason {
 }
 
 const _: () = assert!((Counter::Masq as u32) < DROP_BASE);
-const _: () = assert!(DROP_BASE + (DropReason::NatNoPort as u32) < STATS_LEN);
+const _: () = assert!(DROP_BASE + (DropReason::NatProto as u32) < STATS_LEN);
 
 /// One datapath event, written to the `EVENTS` ring buffer (`linkrt monitor`).
 /// Addresses and ports in network byte order.

@@ -4,6 +4,7 @@
 //!
 //! FIN does not close an entry: the peer's FIN and the last ACK still need it. Entries of
 //! closed flows leave by LRU eviction, or when their container stops (userspace).
+use aya_ebpf::bindings::BPF_NOEXIST;
 use linkrt_common::{
     Counter, DropReason,
     ct::{CT_ALLOW, CT_DNAT, CT_F_SNAT, CT_REVNAT, CT_REVSNAT, CT_SNAT, CtEntry, CtKey},
@@ -28,6 +29,31 @@ pub fn create(fwd: &CtKey, fe: &CtEntry, rev: &CtKey, re: &CtEntry) -> Result<()
     CT.insert(rev, re, 0).map_err(|_| DropReason::CtCreate)?;
     count(Counter::CtCreate);
     Ok(())
+}
+
+/// Writes one entry (`BPF_ANY`), the other direction of a flow whose first one is claimed.
+#[inline(always)]
+pub fn create_one(k: &CtKey, e: &CtEntry) -> Result<(), DropReason> {
+    CT.insert(k, e, 0).map_err(|_| DropReason::CtCreate)?;
+    count(Counter::CtCreate);
+    Ok(())
+}
+
+/// Takes the reply tuple `rev` for a new masqueraded flow, only if nobody holds it: `BPF_NOEXIST`,
+/// so that of two CPUs giving the same port to two flows of one remote endpoint at once, one
+/// wins and the other tries another port (cilium's `snat_v4_new_mapping`).
+#[inline(always)]
+pub fn claim(rev: &CtKey, re: &CtEntry) -> bool {
+    CT.insert(rev, re, BPF_NOEXIST as u64).is_ok()
+}
+
+/// Removes the entry under `k`: gone either way (a racing writer may remove or replace it,
+/// which the caller's next `claim` sees).
+#[inline(always)]
+pub fn forget(k: &CtKey) {
+    if CT.remove(k).is_err() {
+        // Already gone (evicted, or removed by another CPU): what the caller wanted.
+    }
 }
 
 /// A flow without translation: `ifindex_fwd` delivers this direction, `ifindex_rev` replies.

@@ -96,8 +96,11 @@ pub fn from_container(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, Drop
     {
         return ct_hit::established(ctx, &p, &key, &e, At::FromContainer);
     }
+    // An error about a packet this container received (the quoted destination is its own
+    // address): one it forges about another container's flow matches nothing here.
     if p.is_icmp_error()
         && let Some(q) = icmp::quoted(ctx, &p)
+        && q.daddr == p.saddr
         && let Some(e) = conntrack::lookup(&q.key)
     {
         // Related to a tracked flow: translated here only when it stays on the bridge; an

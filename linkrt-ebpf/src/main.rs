@@ -60,10 +60,13 @@ mod entry {
     fn drop_with(ctx: &TcContext, r: DropReason, m: &Meta) -> i32 {
         count_drop(r);
         if debug_on() {
+            // The reason's code, not its name: a string of one of 16 lengths would be 16
+            // paths through the copy for the verifier at every drop (`linkrt monitor --debug`
+            // prints the name).
             aya_log_ebpf::debug!(
                 ctx,
-                "{} proto {} {:i}:{} -> {:i}:{} ethertype {:x}",
-                r.name(),
+                "drop {} proto {} {:i}:{} -> {:i}:{} ethertype {:x}",
+                r as u32,
                 m.proto,
                 u32::from_be(m.saddr),
                 u16::from_be(m.sport),

@@ -12,7 +12,9 @@
 //!   found with `bpf_skc_lookup_tcp` / `bpf_sk_lookup_udp`). The range is one the host's own
 //!   ephemeral ports do not use (userspace reserves it otherwise).
 //! - Mappings expire: the reply entry keeps the tick the flow was last seen in, refreshed at
-//!   most every two ticks, and its port may be taken again after `MASQ_*_S` without packets.
+//!   most every two ticks, and its port may be taken again after `MASQ_*_S` without packets
+//!   (one minute for a TCP flow whose remote never answered). A port is claimed with
+//!   `BPF_NOEXIST` on its reply entry, so two CPUs never give it to two flows.
 //!   An entry past that time is stale, never trusted: a flow that resumes checks that it still
 //!   owns its port, and takes a new one if not.
 use core::{ffi::c_void, mem::size_of};
@@ -26,8 +28,8 @@ use linkrt_common::{
     Counter, DropReason,
     config::CONFIG_MASQ,
     ct::{
-        CT_F_CLOSED, CT_REVSNAT, CT_SNAT, CtEntry, CtKey, MASQ_CLOSED_S, MASQ_DGRAM_S, MASQ_TCP_IDLE_S,
-        MASQ_TICK_SHIFT, masq_ticks,
+        CT_F_ANSWERED, CT_F_CLOSED, CT_REVSNAT, CT_SNAT, CtEntry, CtKey, MASQ_CLOSED_S, MASQ_DGRAM_S, MASQ_TCP_IDLE_S,
+        MASQ_TICK_SHIFT, MASQ_UNANSWERED_S, masq_ticks,
     },
     nat::PortKey,
 };
@@ -69,10 +71,25 @@ fn expired(e: &CtEntry, proto: u8, now: u32) -> bool {
     }
     let limit = match proto {
         IPPROTO_TCP if e.flags & CT_F_CLOSED != 0 => masq_ticks(MASQ_CLOSED_S),
+        IPPROTO_TCP | IPPROTO_SCTP if e.flags & CT_F_ANSWERED == 0 => masq_ticks(MASQ_UNANSWERED_S),
         IPPROTO_TCP | IPPROTO_SCTP => masq_ticks(MASQ_TCP_IDLE_S),
         _ => masq_ticks(MASQ_DGRAM_S),
     };
     now.wrapping_sub(e.addr2) > limit
+}
+
+/// Whether `e` is a reply entry past its flow's lifetime: its port may belong to nobody, or
+/// to the next flow, so a packet for it is not delivered.
+#[inline(always)]
+pub fn stale_reply(e: &CtEntry, proto: u8) -> bool {
+    expired(e, proto, now())
+}
+
+/// Whether connections out of the uplink `ifindex` are masqueraded (masquerade on, and the
+/// uplink has an IPv4 address).
+#[inline(always)]
+pub fn applies(ifindex: u32) -> bool {
+    range().is_some() && get(&MASQ_ADDRS, &ifindex).is_some()
 }
 
 /// Whether the host port is published (on this address or on 0.0.0.0).
@@ -164,7 +181,7 @@ pub fn alloc(ctx: &TcContext, p: &Pkt, addr: u32) -> Result<CtEntry, DropReason>
         rk.dport = old.port;
         let mine = match conntrack::lookup(&rk) {
             Some(r) => r.kind == CT_REVSNAT && r.addr == p.saddr && r.port == p.sport,
-            None => true,
+            None => conntrack::claim(&rk, &rev),
         };
         if mine {
             fwd.port = old.port;
@@ -189,17 +206,26 @@ pub fn alloc(ctx: &TcContext, p: &Pkt, addr: u32) -> Result<CtEntry, DropReason>
         };
         i += 1;
         rk.dport = port;
-        if let Some(r) = conntrack::lookup(&rk)
-            && !expired(&r, p.proto, now)
-        {
-            continue;
+        if let Some(r) = conntrack::lookup(&rk) {
+            if !expired(&r, p.proto, now) {
+                continue;
+            }
+            // Its flow is over: the port is claimed below like a free one.
+            conntrack::forget(&rk);
         }
         // ICMP echo identifiers are not ports: only the reply entry holds them.
         if p.has_ports() && published(addr, port, p.proto) || host_socket(ctx, &rk) {
             continue;
         }
+        // Another CPU may have taken the port since the lookup: then the next one.
+        if !conntrack::claim(&rk, &rev) {
+            continue;
+        }
         fwd.port = port;
-        conntrack::create(&key, &fwd, &rk, &rev)?;
+        if conntrack::create_one(&key, &fwd).is_err() {
+            conntrack::forget(&rk);
+            return Err(DropReason::CtCreate);
+        }
         count(Counter::Masq);
         return Ok(fwd);
     }
@@ -219,16 +245,14 @@ pub fn new_flow(ctx: &TcContext, p: &Pkt, out_if: u32) -> Result<Option<CtEntry>
     alloc(ctx, p, addr).map(Some)
 }
 
-/// Writes the tick (and the FIN mark) into the entry under `k`, in place.
+/// Writes the tick (and the marks `flags`) into the entry under `k`, in place.
 #[inline(always)]
-fn touch(k: &CtKey, now: u32, closed: bool) {
+fn touch(k: &CtKey, now: u32, flags: u8) {
     if let Some(v) = CT.get_ptr_mut(k) {
         // SAFETY: a value of the map, written in place (a racing writer is harmless).
         unsafe {
             (*v).addr2 = now;
-            if closed {
-                (*v).flags |= CT_F_CLOSED;
-            }
+            (*v).flags |= flags;
         }
     }
 }
@@ -249,21 +273,25 @@ pub fn lost(k: &CtKey, e: &CtEntry) -> bool {
 }
 
 /// An established packet of a masqueraded flow (`e` found under `k`, not [`lost`]): keeps
-/// both entries fresh and marks a FIN, at most one write per entry every [`REFRESH`] ticks.
-/// Returns the entry to translate with.
+/// both entries fresh and marks a FIN and the remote's first answer, at most one write per
+/// entry every [`REFRESH`] ticks otherwise. Returns the entry to translate with.
 #[inline(always)]
 pub fn refresh(p: &Pkt, k: &CtKey, e: &CtEntry) -> CtEntry {
     let now = now();
-    let fin = p.fin() && e.flags & CT_F_CLOSED == 0;
+    let mut marks = 0;
+    if p.fin() && e.flags & CT_F_CLOSED == 0 {
+        marks |= CT_F_CLOSED;
+    }
+    if e.kind == CT_REVSNAT && e.flags & CT_F_ANSWERED == 0 {
+        marks |= CT_F_ANSWERED;
+    }
     let mut e = *e;
-    if !fin && now.wrapping_sub(e.addr2) < REFRESH {
+    if marks == 0 && now.wrapping_sub(e.addr2) < REFRESH {
         return e;
     }
-    touch(k, now, fin);
-    touch(&conntrack::pair_key(k, &e), now, fin);
+    touch(k, now, marks);
+    touch(&conntrack::pair_key(k, &e), now, marks);
     e.addr2 = now;
-    if fin {
-        e.flags |= CT_F_CLOSED;
-    }
+    e.flags |= marks;
     e
 }

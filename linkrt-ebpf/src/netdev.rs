@@ -5,7 +5,10 @@
 //! reach a container (`drop_direct` for the rest, ping included), unless the routed mode is
 //! on. Nothing to 127.0.0.0/8 is translated or passed.
 use aya_ebpf::programs::TcContext;
-use linkrt_common::{Counter, DropReason, ct::CT_REVSNAT};
+use linkrt_common::{
+    Counter, DropReason,
+    ct::{CT_REVSNAT, CT_SNAT},
+};
 
 use crate::{
     conntrack,
@@ -65,11 +68,14 @@ pub fn uplink_in(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReaso
             None => Ok(Verdict::Pass),
         };
     }
-    // An error about a container's connection out, for the container.
+    // An error about a container's connection out (the quoted packet left with this address),
+    // for the container, while the flow holds its port.
     if p.is_icmp_error()
         && let Some(q) = icmp::quoted(ctx, &p)
+        && q.saddr == p.daddr
         && let Some(e) = conntrack::lookup(&q.key)
         && e.kind == CT_REVSNAT
+        && !masq::stale_reply(&e, q.key.proto)
     {
         icmp::masq_error(ctx, &p, &q, &e)?;
         return Ok(if e.ifindex == 0 {
@@ -78,9 +84,13 @@ pub fn uplink_in(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReaso
             Verdict::Peer(e.ifindex)
         });
     }
+    // A container's own direction (`CT_SNAT`) never arrives from outside: such a packet forges
+    // the container's source. A reply entry past its flow's lifetime delivers nothing.
     let key = p.key();
     if !p.syn()
         && let Some(e) = conntrack::lookup(&key)
+        && e.kind != CT_SNAT
+        && !masq::stale_reply(&e, p.proto)
     {
         return ct_hit::established(ctx, &p, &key, &e, At::UplinkIn);
     }
@@ -110,16 +120,22 @@ pub fn uplink_out(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReas
     if !ipv4(ctx, m, &mut p)? {
         return Ok(Verdict::Pass);
     }
+    // SAFETY: reading a field of the program's own context.
+    let me = unsafe { (*ctx.skb.skb).ifindex };
     if let Frag::Later { .. } = p.frag {
         if let Some(e) = frag::follow(&p) {
             count(Counter::Fragment);
             return ct_hit::deliver(ctx, &p, &e, At::UplinkOut);
         }
-        return Ok(Verdict::Pass);
+        return untranslated(&p, me);
     }
+    // An error about a tracked flow. A masqueraded flow's reply entry is never the flow of
+    // an error leaving (its quoted packet went out with the host's address, nobody behind it
+    // received it): such an error is forged.
     if p.is_icmp_error()
         && let Some(q) = icmp::quoted(ctx, &p)
         && let Some(e) = conntrack::lookup(&q.key)
+        && e.kind != CT_REVSNAT
     {
         icmp::icmp_error(ctx, &p, &q, &e)?;
         return Ok(Verdict::Pass);
@@ -136,8 +152,6 @@ pub fn uplink_out(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReas
     if p.trackable()
         && let Some(from) = get(&CONTAINER_IPS, &p.saddr)
     {
-        // SAFETY: reading a field of the program's own context.
-        let me = unsafe { (*ctx.skb.skb).ifindex };
         if let Some(e) = masq::new_flow(ctx, &p, me)? {
             frag::remember(&p, &e);
             nat::apply(ctx, &p, &e)?;
@@ -145,6 +159,18 @@ pub fn uplink_out(ctx: &mut TcContext, m: &mut Meta) -> Result<Verdict, DropReas
         }
         let e = conntrack::create_allow(&p, 0, from)?;
         frag::remember(&p, &e);
+        return Ok(Verdict::Pass);
+    }
+    untranslated(&p, me)
+}
+
+/// A packet leaving `out_if` that no flow translates: the host's own passes; a container's is
+/// dropped when the uplink masquerades, rather than sent with the private address (a protocol
+/// without ports, an ICMP error about no flow, a fragment of an unknown datagram).
+#[inline(always)]
+fn untranslated(p: &Pkt, out_if: u32) -> Result<Verdict, DropReason> {
+    if get(&CONTAINER_IPS, &p.saddr).is_some() && masq::applies(out_if) {
+        return Err(DropReason::NatProto);
     }
     Ok(Verdict::Pass)
 }

@@ -740,6 +740,19 @@ fn tick_now() -> u32 {
     ((ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64) >> MASQ_TICK_SHIFT) as u32
 }
 
+/// Every masquerade entry last seen `ticks` ago.
+fn age(l: &mut Loaded, ticks: u32) {
+    let stale = tick_now().wrapping_sub(ticks);
+    let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(l.ebpf.map_mut(maps::CT).unwrap()).unwrap();
+    let entries: Vec<(CtKey, CtEntry)> = m.iter().map(|r| r.unwrap()).collect();
+    for (k, mut e) in entries {
+        if e.kind == CT_SNAT || e.kind == CT_REVSNAT {
+            e.addr2 = stale;
+            m.insert(k, e, 0).unwrap();
+        }
+    }
+}
+
 #[test]
 fn a_containers_connections_out_leave_with_the_uplinks_address_and_their_replies_come_back() {
     let mut l = load();
@@ -906,13 +919,7 @@ fn masquerade_mappings_expire_and_a_flow_that_lost_its_port_is_given_another() {
     let (rc, _) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::udp(CTR, 5353, CLIENT, 53, b"q"));
     assert_eq!(rc, TC_ACT_SHOT, "held while fresh");
     // 40 ticks without a packet: past UDP's 30 s.
-    let stale = tick_now().wrapping_sub(40);
-    let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(l.ebpf.map_mut(maps::CT).unwrap()).unwrap();
-    let entries: Vec<(CtKey, CtEntry)> = m.iter().map(|r| r.unwrap()).collect();
-    for (k, mut e) in entries {
-        e.addr2 = stale;
-        m.insert(k, e, 0).unwrap();
-    }
+    age(&mut l, 40);
     let (rc, out) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::udp(CTR, 5353, CLIENT, 53, b"q"));
     assert_eq!(
         (rc, pkt::endpoints(&out)),
@@ -930,4 +937,139 @@ fn masquerade_mappings_expire_and_a_flow_that_lost_its_port_is_given_another() {
     let (rc, _) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::udp(OTHER, 9, CLIENT, 53, b"again"));
     assert_eq!(rc, TC_ACT_SHOT);
     assert_eq!(drops(&l, DropReason::NatNoPort), 2);
+}
+
+#[test]
+fn only_answered_flows_hold_ports_for_long_and_forged_or_stale_packets_are_not_delivered() {
+    let mut l = load();
+    container(&mut l, OTHER, 78);
+    masq(&mut l, 61000, 61000);
+    // A SYN to a server that never answers holds the port for a minute only.
+    let (rc, out) = run(
+        &mut l,
+        maps::PROG_UPLINK_OUT,
+        &pkt::tcp(OTHER, 1000, CLIENT, 80, 0x02, b""),
+    );
+    assert_eq!((rc, pkt::endpoints(&out).1), (TC_ACT_OK, 61000));
+    let (rc, _) = run(
+        &mut l,
+        maps::PROG_UPLINK_OUT,
+        &pkt::tcp(CTR, 2000, CLIENT, 80, 0x02, b""),
+    );
+    assert_eq!(rc, TC_ACT_SHOT, "held while fresh");
+    age(&mut l, 70);
+    let (rc, out) = run(
+        &mut l,
+        maps::PROG_UPLINK_OUT,
+        &pkt::tcp(CTR, 2000, CLIENT, 80, 0x02, b""),
+    );
+    assert_eq!(
+        (rc, pkt::endpoints(&out).1),
+        (TC_ACT_OK, 61000),
+        "unanswered for 70 s: taken"
+    );
+    // Once the remote answered, 70 s of silence do not free it (2 h 4 min do).
+    let (rc, _) = run(
+        &mut l,
+        maps::PROG_UPLINK_IN,
+        &pkt::tcp(CLIENT, 80, HOST, 61000, 0x12, b""),
+    );
+    assert_eq!(rc, TC_ACT_REDIRECT);
+    age(&mut l, 70);
+    let (rc, _) = run(
+        &mut l,
+        maps::PROG_UPLINK_OUT,
+        &pkt::tcp(OTHER, 1001, CLIENT, 80, 0x02, b""),
+    );
+    assert_eq!(rc, TC_ACT_SHOT, "an answered flow keeps its port");
+    assert_eq!(drops(&l, DropReason::NatNoPort), 2);
+    // The probe of the next check: a fresh reply is delivered.
+    let ack = pkt::tcp(CLIENT, 80, HOST, 61000, 0x10, b"");
+    age(&mut l, 0);
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_IN, &ack).0, TC_ACT_REDIRECT);
+    // Past its lifetime, a reply entry delivers nothing (the port may be the next flow's).
+    age(&mut l, 8000);
+    assert_eq!(
+        run(&mut l, maps::PROG_UPLINK_IN, &ack),
+        (TC_ACT_OK, ack.clone()),
+        "stale"
+    );
+    // A packet from outside with the container's own tuple (forged source) is not translated
+    // and routed out as the host's: the container's direction never comes from an uplink.
+    age(&mut l, 0);
+    let forged = pkt::tcp(CTR, 2000, CLIENT, 80, 0x10, b"");
+    assert_eq!(
+        run(&mut l, maps::PROG_UPLINK_OUT, &forged).0,
+        TC_ACT_OK,
+        "the container's own: translated"
+    );
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_IN, &forged), (TC_ACT_OK, forged.clone()));
+}
+
+#[test]
+fn icmp_errors_of_masqueraded_flows_are_translated_both_ways_and_forged_ones_go_nowhere() {
+    let mut l = load();
+    endpoint(&mut l, CTR, pkt::SRC_MAC);
+    container(&mut l, OTHER, 78);
+    masq(&mut l, 61000, 61015);
+    let range = 61000..=61015;
+    // CTR's UDP flow out, and the remote's datagram back into it.
+    let (_, out) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::udp(CTR, 5353, CLIENT, 53, b"q"));
+    let port = pkt::endpoints(&out).1;
+    assert!(range.contains(&port));
+    let (rc, back) = run(&mut l, maps::PROG_UPLINK_IN, &pkt::udp(CLIENT, 53, HOST, port, b"a"));
+    assert_eq!(rc, TC_ACT_REDIRECT);
+    // The container's socket is gone: its "port unreachable" leaves with the host's address
+    // and quotes what the remote sent (to HOST:port).
+    let err = pkt::icmp_port_unreachable(CTR, CLIENT, &back);
+    assert_eq!(run(&mut l, maps::PROG_FROM_CONTAINER, &err), (TC_ACT_OK, err.clone()));
+    let (rc, eout) = run(&mut l, maps::PROG_UPLINK_OUT, &err);
+    assert_eq!(rc, TC_ACT_OK);
+    assert_eq!(&eout[26..30], &HOST.octets(), "outer source is the host");
+    let quoted = &eout[42..];
+    assert_eq!(&quoted[16..20], &HOST.octets(), "quoted destination is the host");
+    assert_eq!(&quoted[22..24], &port.to_be_bytes(), "and its port");
+    assert!(pkt::icmp_error_ok(&eout));
+
+    // A router's error about a ping out reaches the pinging container, untranslated back.
+    let (_, ping) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::icmp_echo(CTR, CLIENT, 7, true));
+    let id = echo_id(&ping);
+    assert!(range.contains(&id));
+    let (rc, eout) = run(
+        &mut l,
+        maps::PROG_UPLINK_IN,
+        &pkt::icmp_port_unreachable(CLIENT, HOST, &ping),
+    );
+    assert_eq!(rc, TC_ACT_REDIRECT, "into the container");
+    assert_eq!(&eout[30..34], &CTR.octets());
+    let quoted = &eout[42..];
+    assert_eq!(&quoted[12..16], &CTR.octets(), "quoted source");
+    assert_eq!(&quoted[24..26], &7u16.to_be_bytes(), "quoted identifier");
+    assert!(pkt::icmp_error_ok(&eout));
+
+    // OTHER's flow out; CTR forges an error quoting OTHER's translated packet (HOST:p ->
+    // CLIENT:53), which would match OTHER's reply entry: it is not delivered into OTHER, and
+    // it cannot leave as the host's either.
+    let (_, theirs) = run(&mut l, maps::PROG_UPLINK_OUT, &pkt::udp(OTHER, 9, CLIENT, 53, b"q"));
+    let q = pkt::icmp_port_unreachable(CTR, CLIENT, &theirs);
+    assert_eq!(
+        run(&mut l, maps::PROG_FROM_CONTAINER, &q).0,
+        TC_ACT_OK,
+        "not redirected into OTHER"
+    );
+    let before = drops(&l, DropReason::NatProto);
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_OUT, &q).0, TC_ACT_SHOT);
+    // A protocol without ports from a container (GRE): dropped, not sent with its address;
+    // the host's own passes.
+    let gre = pkt::frame(CTR, CLIENT, 47, &[0, 0, 0x08, 0]);
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_OUT, &gre).0, TC_ACT_SHOT);
+    assert_eq!(drops(&l, DropReason::NatProto), before + 2);
+    let host_gre = pkt::frame(HOST, CLIENT, 47, &[0, 0, 0x08, 0]);
+    assert_eq!(
+        run(&mut l, maps::PROG_UPLINK_OUT, &host_gre),
+        (TC_ACT_OK, host_gre.clone())
+    );
+    // Masquerade off: the container's GRE leaves as it is (its network routes back).
+    set_config(&mut l, CONFIG_MASQ, 0);
+    assert_eq!(run(&mut l, maps::PROG_UPLINK_OUT, &gre), (TC_ACT_OK, gre.clone()));
 }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use aya_log::EbpfLogger;
-use linkrt_common::config::CONFIG_LOG;
+use linkrt_common::{DropReason, config::CONFIG_LOG};
 
 use super::{
     Hook,
@@ -35,10 +35,24 @@ impl log::Log for Lines {
 
     fn log(&self, record: &log::Record<'_>) {
         // The receiver lives as long as the DebugLog that owns this logger.
-        if self.0.send(format!("{}", record.args())).is_err() {}
+        if self.0.send(named(&format!("{}", record.args()))).is_err() {}
     }
 
     fn flush(&self) {}
+}
+
+/// A drop's line as the programs write it, `drop CODE ...` (a number keeps the verifier's work
+/// small), with the reason's name instead: `drop_policy ...`. Other lines are left alone.
+fn named(line: &str) -> String {
+    let Some(rest) = line.strip_prefix("drop ") else {
+        return line.to_string();
+    };
+    let (code, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+    match code.parse().ok().and_then(DropReason::from_code) {
+        Some(r) if tail.is_empty() => r.name().to_string(),
+        Some(r) => format!("{} {tail}", r.name()),
+        None => line.to_string(),
+    }
 }
 
 /// A reader of the datapath's debug logs; while it exists the programs write them.
@@ -94,5 +108,21 @@ impl Drop for DebugLog {
     fn drop(&mut self) {
         // Best effort: a datapath removed meanwhile has no CONFIG to clear.
         if Pinned::new(&self.cfg).set_config(CONFIG_LOG, 0).is_err() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::named;
+
+    #[test]
+    fn drop_lines_name_their_reason() {
+        assert_eq!(
+            named("drop 5 proto 6 172.17.0.3:40000 -> 172.17.0.2:7001 ethertype 800"),
+            "drop_policy proto 6 172.17.0.3:40000 -> 172.17.0.2:7001 ethertype 800"
+        );
+        assert_eq!(named("drop 15 proto 47"), "drop_nat_proto proto 47");
+        assert_eq!(named("dnat proto 6 a => b"), "dnat proto 6 a => b");
+        assert_eq!(named("drop 99 proto 6"), "drop 99 proto 6", "an unknown code is kept");
     }
 }

@@ -319,8 +319,11 @@ pub fn sync_policy(cfg: &Config, st: &PolicyState) -> Result<()> {
     sync_hash(&p, maps::POLICY, &pol)?;
     write_static_config(&p)?;
     p.set_config(CONFIG_ICC, st.icc as u64)?;
-    if let Some(range) = st.masq {
-        super::settings::reserve_masq_ports(range)?;
+    // Not fatal (a read-only /proc/sys): the datapath still skips ports a host socket holds.
+    if let Some(range) = st.masq
+        && let Err(e) = super::settings::reserve_masq_ports(range)
+    {
+        log::warn!("keeping the host's connections off the masquerade ports: {e}");
     }
     p.set_config(CONFIG_MASQ, masq_config(st.masq))?;
 
