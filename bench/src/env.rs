@@ -1,8 +1,10 @@
-//! The benchmark's private topology: two identical "worlds" of network namespaces.
+//! The benchmark's private topology: two identical "worlds" of network namespaces, and a third
+//! for the datapath as it was before issue 11's hardening.
 //!
 //! ```text
 //!  linkrt world:  cli ──veth── host (linkrt instance: up0, bridge linkrt0, TC/TCX programs) ── containers
 //!  bare world:    cli ──veth── host (up0, bridge br0; nothing attached)                     ── srv, peer
+//!  before world:  cli ──veth── host (the old linkrt binary's instance, as the linkrt world)  ── srv
 //! ```
 //!
 //! Both worlds use the same addresses, the same veth and bridge settings, the same server binary
@@ -10,7 +12,10 @@
 //! linkrt world (its commands are `nsenter`ed into that host namespace, which is the only place
 //! where it attaches programs), so the baselines (`bare`, iptables, nftables, docker-proxy, socat)
 //! cross no linkrt program. [`Env::assert_bare_world_clean`] checks that before every sample set.
-//! Nothing is created outside these namespaces except the temp dir, a bpffs mount, two cgroups
+//! The before world (with `--linkrt-before`) runs a build of an older commit exactly as the
+//! linkrt world runs this tree's: its own state dirs under the temp dir, its own directory on the
+//! same bpffs mount, its own cgroup for the socket hooks.
+//! Nothing is created outside these namespaces except the temp dir, a bpffs mount, the cgroups
 //! and a copy of the load generator; everything is removed on drop (also after an error).
 use std::{
     fs,
@@ -93,6 +98,8 @@ pub fn time_ms(f: impl FnOnce() -> Result<()>) -> Result<f64> {
 pub enum World {
     Linkrt,
     Bare,
+    /// The old linkrt binary's world (the datapath before issue 11's hardening).
+    Before,
 }
 
 /// Where a client runs.
@@ -124,18 +131,65 @@ fn server_binary(linkrt_help: &str, me: &Path, tag: &str) -> Result<ServerBinary
     let host_dir = PathBuf::from(format!("/var/tmp/linkrt-bench-{tag}"));
     fs::create_dir_all(&host_dir)?;
     fs::copy(me, host_dir.join("linkrt-bench")).context("copying the load generator for the containers")?;
+    Ok(server_binary_in(linkrt_help, host_dir))
+}
+
+/// How a linkrt with this `run --help` sees the copy in `host_dir` (shared by both instances).
+fn server_binary_in(linkrt_help: &str, host_dir: PathBuf) -> ServerBinary {
     if linkrt_help.contains("--volume") {
-        return Ok(ServerBinary {
+        return ServerBinary {
             run_args: vec!["-v".into(), format!("{}:/linkrt-bench:ro", host_dir.display())],
             path: "/linkrt-bench/linkrt-bench".into(),
             host_dir,
-        });
+        };
     }
-    Ok(ServerBinary {
+    ServerBinary {
         run_args: Vec::new(),
         path: host_dir.join("linkrt-bench").to_string_lossy().into_owned(),
         host_dir,
-    })
+    }
+}
+
+/// The before world: the old binary's instance in namespaces, dirs and a cgroup of its own.
+pub struct Before {
+    /// The old linkrt binary.
+    pub linkrt: PathBuf,
+    /// The commit it was built from (as given; for the report).
+    pub commit: String,
+    pub host: String,
+    pub cli: String,
+    /// Its socket hooks' cgroup (never the cgroup2 root, which it would hook otherwise).
+    pub cgroup: PathBuf,
+    /// Its state (`lib`, `run`) under the run's temp dir.
+    pub dir: PathBuf,
+    /// Its pins: a directory of the run's bpffs mount.
+    pub bpffs: PathBuf,
+    /// `run --help` of the old binary (it may lack flags, e.g. `-v`).
+    pub help: String,
+    /// How the load generator reaches its containers.
+    pub server_bin: ServerBinary,
+}
+
+impl Before {
+    /// Runs the old binary in the before world's host namespace, on its own state.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.host))
+            .arg(&self.linkrt)
+            .args(args)
+            .env("LINKRT_ROOT", self.dir.join("lib"))
+            .env("LINKRT_RUN_ROOT", self.dir.join("run"))
+            .env("LINKRT_BPFFS", &self.bpffs)
+            .env("LINKRT_CGROUP", &self.cgroup)
+            // Settings of this tree's linkrt that an old binary might read differently.
+            .env_remove("LINKRT_CGROUP_PARENT")
+            .env_remove("LINKRT_GATEWAY_MODE");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        sh(&mut self.cmd(args))
+    }
 }
 
 /// The topology and the linkrt instance; everything is removed on drop.
@@ -159,6 +213,8 @@ pub struct Env {
     pub linkrt_help: String,
     /// The linkrt world's server container's IP (checked to be [`SRV_IP`]).
     pub linkrt_srv_ip: String,
+    /// The before world, when an old binary was given.
+    pub before: Option<Before>,
     made_netns: Vec<String>,
     bpffs_mounted: bool,
     /// The processes of the baseline being measured (proxies); stopped by [`Env::stop_peers`].
@@ -170,12 +226,31 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn new(linkrt: &Path) -> Result<Env> {
+    /// `before`: the old binary and its commit, for the before world.
+    pub fn new(linkrt: &Path, before: Option<(&Path, &str)>) -> Result<Env> {
         let tag: String = (0..6).map(|_| (b'a' + rand::random::<u8>() % 26) as char).collect();
         let tmp = std::env::temp_dir().join(format!("linkrt-bench-{tag}"));
         let cg_root = cgroup2_root()?;
         let me = std::env::current_exe()?;
         let linkrt_help = sh(&mut cmd(&[&linkrt.to_string_lossy(), "run", "--help"]))?;
+        let before = match before {
+            Some((bin, commit)) => {
+                let help = sh(&mut cmd(&[&bin.to_string_lossy(), "run", "--help"]))
+                    .with_context(|| format!("the old linkrt {} (commit {commit})", bin.display()))?;
+                Some(Before {
+                    linkrt: bin.to_path_buf(),
+                    commit: commit.to_string(),
+                    host: format!("lrtb-ohost-{tag}"),
+                    cli: format!("lrtb-ocli-{tag}"),
+                    cgroup: cg_root.join(format!("linkrt-bench-before-{tag}")),
+                    dir: tmp.join("before"),
+                    bpffs: tmp.join("bpf/linkrt-before"),
+                    server_bin: server_binary_in(&help, PathBuf::from(format!("/var/tmp/linkrt-bench-{tag}"))),
+                    help,
+                })
+            }
+            None => None,
+        };
         let server_bin = server_binary(&linkrt_help, &me, &tag)?;
         let mut env = Env {
             l_host: format!("lrtb-lhost-{tag}"),
@@ -193,6 +268,7 @@ impl Env {
             server_bin,
             linkrt_help,
             linkrt_srv_ip: SRV_IP.into(),
+            before,
             made_netns: Vec::new(),
             bpffs_mounted: false,
             peers: Vec::new(),
@@ -214,19 +290,30 @@ impl Env {
             &self.tmp.join("bpf").to_string_lossy(),
         ]))?;
         self.bpffs_mounted = true;
-        for ns in [
+        let mut namespaces = vec![
             self.l_host.clone(),
             self.l_cli.clone(),
             self.b_host.clone(),
             self.b_cli.clone(),
             self.b_srv.clone(),
             self.b_peer.clone(),
-        ] {
+        ];
+        let mut uplinks = vec![
+            (self.l_host.clone(), self.l_cli.clone()),
+            (self.b_host.clone(), self.b_cli.clone()),
+        ];
+        if let Some(b) = &self.before {
+            fs::create_dir_all(&b.cgroup)?;
+            fs::create_dir_all(&b.dir)?;
+            namespaces.extend([b.host.clone(), b.cli.clone()]);
+            uplinks.push((b.host.clone(), b.cli.clone()));
+        }
+        for ns in namespaces {
             sh(&mut cmd(&["ip", "netns", "add", &ns]))?;
             self.made_netns.push(ns.clone());
             sh(&mut cmd(&["ip", "-n", &ns, "link", "set", "lo", "up"]))?;
         }
-        for (host, cli) in [(&self.l_host, &self.l_cli), (&self.b_host, &self.b_cli)] {
+        for (host, cli) in &uplinks {
             uplink(host, cli)?;
         }
         // The bare world's bridge and "containers", made exactly as linkrt makes its own
@@ -338,11 +425,57 @@ impl Env {
         sh(&mut c)
     }
 
-    /// Waits until the server of world `w` answers.
+    /// The before world; an error when the run has none.
+    pub fn before(&self) -> Result<&Before> {
+        self.before
+            .as_ref()
+            .context("this run has no before world (linkrt-bench run --linkrt-before)")
+    }
+
+    /// Starts the before world's server as the linkrt world's is started (`srv`, published on
+    /// 8080 for TCP and UDP, pinned to CPU 1), with the flags the old binary has.
+    pub fn start_before_server(&self) -> Result<()> {
+        let b = self.before()?;
+        let mut args: Vec<String> = ["run", "-d", "--name", "srv", "-p", "8080:5000", "-p", "8080:5000/udp"]
+            .map(String::from)
+            .to_vec();
+        args.extend(b.server_bin.run_args.iter().cloned());
+        args.extend(
+            [
+                "alpine",
+                "taskset",
+                "-c",
+                "1",
+                &b.server_bin.path,
+                "serve",
+                "--port",
+                &SRV_PORT.to_string(),
+            ]
+            .map(String::from),
+        );
+        b.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .with_context(|| format!("starting the before world's server with linkrt at {}", b.commit))?;
+        let ip = b
+            .run(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "srv"])?
+            .trim()
+            .to_string();
+        if ip != SRV_IP {
+            bail!("the old linkrt gave the server {ip} (every world expects {SRV_IP})");
+        }
+        if let Err(e) = self.wait_server(World::Before) {
+            let logs = self.before()?.run(&["logs", "srv"]).unwrap_or_default();
+            bail!("{e:#}: {logs}");
+        }
+        Ok(())
+    }
+
+    /// Waits until the server of world `w` answers (the before world's on its published port:
+    /// the path that is measured there).
     pub fn wait_server(&self, w: World) -> Result<()> {
         let addr = match w {
             World::Linkrt => format!("{}:{SRV_PORT}", self.linkrt_srv_ip),
             World::Bare => format!("{SRV_IP}:{SRV_PORT}"),
+            World::Before => format!("{HOST_IP}:8080"),
         };
         for _ in 0..100 {
             if self.client(Where::Client(w), "rr", &addr, 0.05).is_ok() {
@@ -374,6 +507,10 @@ impl Env {
         let out = match where_ {
             Where::Client(World::Linkrt) => in_ns(&self.l_cli)?,
             Where::Client(World::Bare) => in_ns(&self.b_cli)?,
+            Where::Client(World::Before) => in_ns(&self.before()?.cli)?,
+            Where::Host(World::Before) | Where::Container(World::Before) => {
+                bail!("the before world has only its client namespace")
+            }
             Where::Host(World::Bare) => in_ns(&self.b_host)?,
             Where::Container(World::Bare) => in_ns(&self.b_peer)?,
             Where::Host(World::Linkrt) => {
@@ -475,15 +612,33 @@ impl Drop for Env {
                 Err(e) => p.push(format!("linkrt ps: {e:#}")),
             }
         }
+        if let Some(b) = &self.before
+            && self.made_netns.contains(&b.host)
+            && b.dir.join("lib").exists()
+        {
+            match b.run(&["ps", "-aq"]) {
+                Ok(ids) => {
+                    for id in ids.split_whitespace() {
+                        note(p, "old linkrt rm -f", b.run(&["rm", "-f", id]).map(|_| ()));
+                    }
+                }
+                Err(e) => p.push(format!("old linkrt ps: {e:#}")),
+            }
+        }
         crate::control::cleanup_oci(self, p);
         // Lazy unmounts: linkrt's overlay tmpfs and our bpffs (the pins go with it).
-        let overlay = self.tmp.join("run/overlay");
-        if is_mountpoint(&overlay) {
-            note(
-                p,
-                "unmounting the overlay dir",
-                sh(&mut cmd(&["umount", "-l", &overlay.to_string_lossy()])).map(|_| ()),
-            );
+        let mut overlays = vec![self.tmp.join("run/overlay")];
+        if let Some(b) = &self.before {
+            overlays.push(b.dir.join("run/overlay"));
+        }
+        for overlay in overlays {
+            if is_mountpoint(&overlay) {
+                note(
+                    p,
+                    "unmounting the overlay dir",
+                    sh(&mut cmd(&["umount", "-l", &overlay.to_string_lossy()])).map(|_| ()),
+                );
+            }
         }
         if self.bpffs_mounted {
             note(
@@ -499,12 +654,14 @@ impl Drop for Env {
                 sh(&mut cmd(&["ip", "netns", "del", &ns])).map(|_| ()),
             );
         }
-        if self.cgroup.exists() {
-            note(
-                p,
-                "removing the cgroup",
-                fs::remove_dir(&self.cgroup).map_err(Into::into),
-            );
+        let mut cgroups = vec![self.cgroup.clone()];
+        if let Some(b) = &self.before {
+            cgroups.push(b.cgroup.clone());
+        }
+        for cg in cgroups {
+            if cg.exists() {
+                note(p, "removing a cgroup", fs::remove_dir(&cg).map_err(Into::into));
+            }
         }
         // The linkrt containers' cgroup parent, in every hierarchy (its children went with
         // `rm -f`; a leftover empty one is removed too).

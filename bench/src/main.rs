@@ -33,6 +33,13 @@ enum Cmd {
         /// The linkrt binary.
         #[arg(long)]
         linkrt: PathBuf,
+        /// A linkrt binary built from an older commit (the datapath before issue 11's
+        /// hardening): measured as the `linkrt_before` path, in a world of its own.
+        #[arg(long, requires = "before_commit")]
+        linkrt_before: Option<PathBuf>,
+        /// The commit `--linkrt-before` was built from (quoted in the report).
+        #[arg(long, requires = "linkrt_before")]
+        before_commit: Option<String>,
         /// The command line to quote in the report.
         #[arg(long, default_value = "cargo xtask bench")]
         command: String,
@@ -85,6 +92,8 @@ fn main() -> Result<()> {
             quick,
             out,
             linkrt,
+            linkrt_before,
+            before_commit,
             command,
             readme,
             docs,
@@ -98,6 +107,7 @@ fn main() -> Result<()> {
             let r = run::run(&run::Options {
                 quick,
                 linkrt,
+                linkrt_before: linkrt_before.zip(before_commit),
                 command,
                 secs,
             })?;

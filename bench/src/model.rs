@@ -118,6 +118,20 @@ pub struct Report {
     pub memory: Memory,
     pub isolation: Isolation,
     pub notes: Vec<String>,
+    /// The before world's binary (the `linkrt_before` path), when the run had one.
+    #[serde(default)]
+    pub before: Option<BeforeInfo>,
+}
+
+/// The old linkrt binary of the `linkrt_before` path.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BeforeInfo {
+    /// The commit it was built from (the datapath before issue 11's hardening).
+    pub commit: String,
+    /// Its `linkrt run --help` lacked `-v`: the load generator reached its containers through
+    /// the host's root filesystem, as that version's containers see it.
+    #[serde(default)]
+    pub no_volume_flag: bool,
 }
 
 /// Start latency of one way to start a detached container.
@@ -237,8 +251,11 @@ pub struct Isolation {
     pub bare_attached: Vec<Attachment>,
     /// The linkrt world's attachments (the positive control), at the start of the datapath runs.
     pub linkrt_attached: Vec<Attachment>,
+    /// The before world's attachments (the old binary's programs), likewise.
+    #[serde(default)]
+    pub before_attached: Vec<Attachment>,
     /// Programs in effect for the client processes' own cgroup (all paths alike).
     pub client_cgroup_programs: String,
-    /// key → [linkrt world, bare world] (host namespaces).
+    /// key → [linkrt world, bare world, before world if any] (host namespaces).
     pub sysctls: BTreeMap<String, Vec<String>>,
 }

@@ -19,6 +19,9 @@ pub enum PathId {
     Bare,
     /// linkrt's eBPF published port.
     Linkrt,
+    /// The same published port through the datapath before issue 11's hardening (the old
+    /// binary, in the before world).
+    LinkrtBefore,
     /// Client → container IP through linkrt's attached programs, no NAT (linkrt's idle cost).
     LinkrtNoNat,
     /// Docker 28's iptables rules (userland-proxy=false), with conntrack, in the bare world.
@@ -32,7 +35,7 @@ pub enum PathId {
 }
 
 impl PathId {
-    /// The main table's columns, in order.
+    /// The main table's columns, in order (without the before world: [`PathId::main`]).
     pub const MAIN: [PathId; 7] = [
         PathId::Bare,
         PathId::Linkrt,
@@ -43,10 +46,21 @@ impl PathId {
         PathId::Socat,
     ];
 
+    /// The paths of the interleaved main run: [`PathId::MAIN`], and the before world's path
+    /// right after `linkrt` when the run has that world.
+    pub fn main(before: bool) -> Vec<PathId> {
+        let mut v = PathId::MAIN.to_vec();
+        if before {
+            v.insert(2, PathId::LinkrtBefore);
+        }
+        v
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             PathId::Bare => "bare",
             PathId::Linkrt => "linkrt",
+            PathId::LinkrtBefore => "linkrt_before",
             PathId::LinkrtNoNat => "linkrt_nonat",
             PathId::Iptables => "iptables",
             PathId::Nftables => "nftables",
@@ -58,6 +72,7 @@ impl PathId {
     pub fn world(self) -> World {
         match self {
             PathId::Linkrt | PathId::LinkrtNoNat => World::Linkrt,
+            PathId::LinkrtBefore => World::Before,
             _ => World::Bare,
         }
     }
@@ -65,7 +80,7 @@ impl PathId {
     pub fn port(self) -> u16 {
         match self {
             PathId::Bare | PathId::LinkrtNoNat => SRV_PORT,
-            PathId::Linkrt => 8080,
+            PathId::Linkrt | PathId::LinkrtBefore => 8080,
             PathId::Iptables => 8081,
             PathId::Nftables => 8082,
             PathId::DockerProxy => 8083,
@@ -93,6 +108,7 @@ pub fn setup(env: &mut Env, p: PathId, extra: usize) -> Result<()> {
     match p {
         PathId::Bare => env.assert_bare_world_clean(false)?,
         PathId::Linkrt | PathId::LinkrtNoNat => assert_linkrt_world(env)?,
+        PathId::LinkrtBefore => assert_before_world(env)?,
         PathId::Iptables => {
             let f = env.tmp.join("iptables.rules");
             fs::write(&f, docker_iptables(p.port(), extra, BARE_BRIDGE))?;
@@ -137,13 +153,22 @@ pub fn setup(env: &mut Env, p: PathId, extra: usize) -> Result<()> {
 /// the linkrt world's host namespace but loopback and the bridge, i.e. the uplink and every
 /// container veth (also a positive control for [`attached_programs`]), and it has no netfilter rule.
 pub fn assert_linkrt_world(env: &Env) -> Result<()> {
-    let a = attached_programs(&env.l_host)?;
-    let devs: Vec<String> = interfaces(&env.l_host)?
+    assert_programs_everywhere(env, &env.l_host, "linkrt")
+}
+
+/// The same for the before world and the old binary's programs (they are named `lrt_*` too).
+pub fn assert_before_world(env: &Env) -> Result<()> {
+    assert_programs_everywhere(env, &env.before()?.host, "before")
+}
+
+fn assert_programs_everywhere(env: &Env, host: &str, world: &str) -> Result<()> {
+    let a = attached_programs(host)?;
+    let devs: Vec<String> = interfaces(host)?
         .into_iter()
         .filter(|d| d != "lo" && d != LINKRT_BRIDGE)
         .collect();
     if !devs.iter().any(|d| d == "up0") || devs.len() < 2 {
-        bail!("the linkrt world's host namespace lacks its uplink or container veths: {devs:?}");
+        bail!("the {world} world's host namespace lacks its uplink or container veths: {devs:?}");
     }
     for dev in &devs {
         for hook in ["tcx/ingress", "tcx/egress"] {
@@ -151,13 +176,13 @@ pub fn assert_linkrt_world(env: &Env) -> Result<()> {
                 .iter()
                 .any(|x| &x.dev == dev && x.hook == hook && x.prog.starts_with("lrt_"))
             {
-                bail!("linkrt's programs are not attached to {dev} ({hook}) in the linkrt world: {a:?}");
+                bail!("linkrt's programs are not attached to {dev} ({hook}) in the {world} world: {a:?}");
             }
         }
     }
-    let r = env.in_ns(&env.l_host, &["nft", "list", "ruleset"])?;
+    let r = env.in_ns(host, &["nft", "list", "ruleset"])?;
     if !r.trim().is_empty() {
-        bail!("the linkrt world has netfilter rules:\n{r}");
+        bail!("the {world} world has netfilter rules:\n{r}");
     }
     Ok(())
 }
@@ -374,6 +399,19 @@ pub fn nft_batch(ports: &[u16], ip: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_before_path_joins_the_main_run_only_with_its_world() {
+        assert_eq!(PathId::main(false), PathId::MAIN.to_vec());
+        let with = PathId::main(true);
+        assert_eq!(with.len(), PathId::MAIN.len() + 1);
+        assert_eq!(with[..3], [PathId::Bare, PathId::Linkrt, PathId::LinkrtBefore]);
+        let p = PathId::LinkrtBefore;
+        assert_eq!((p.name(), p.world(), p.port()), ("linkrt_before", World::Before, 8080));
+        // The same published port as linkrt's, from the before world's own client namespace.
+        assert_eq!(p.client(), Where::Client(World::Before));
+        assert_eq!(PathId::Linkrt.port(), p.port());
+    }
 
     #[test]
     fn batches_use_ports_nothing_else_uses() {

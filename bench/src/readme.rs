@@ -1,18 +1,20 @@
-//! The README's benchmark block, generated from `results.json`: the tables, and the targets of
-//! issue 14 as met/missed with their margins, computed here and never typed.
+//! The README's benchmark block, generated from `results.json`: the tables, the targets of
+//! issue 14 as met/missed with their margins, and the cost of issue 11's hardening (this tree
+//! against the datapath before it, in the same run), computed here and never typed.
 use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 
 use anyhow::{Context, Result, bail};
 
-use crate::model::{Report, Stat, median_ratio};
+use crate::model::{Report, Stat, median, median_ratio, ratios};
 
 pub const BEGIN: &str = "<!-- bench:begin -->";
 pub const END: &str = "<!-- bench:end -->";
 
 /// Main-table columns: (key in the JSON, label).
-pub const COLUMNS: [(&str, &str); 7] = [
+pub const COLUMNS: [(&str, &str); 8] = [
     ("bare", "bare"),
     ("linkrt", "linkrt"),
+    ("linkrt_before", "linkrt before issue 11"),
     ("linkrt_nonat", "linkrt, no NAT"),
     ("iptables", "iptables"),
     ("nftables", "nftables"),
@@ -321,6 +323,147 @@ fn control_rows(r: &Report) -> Vec<TargetRow> {
     rows
 }
 
+/// Issue 11: the hardening may cost at most this much of the RR and CRR ratios.
+pub const HARDENING_LIMIT: f64 = 0.02;
+
+/// The hardening's rows: (metric, label, judged against [`HARDENING_LIMIT`]).
+const HARDENING_METRICS: [(&str, &str, bool); 4] = [
+    ("rr_tps", "TCP RR, transactions/s", true),
+    ("crr_cps", "TCP CRR, connections/s", true),
+    ("bulk_gbps", "TCP bulk, Gbit/s", false),
+    ("udp_pps", "UDP echo, packets/s", false),
+];
+
+/// One metric of this tree (after) against the datapath before issue 11's hardening, from the
+/// same repetitions of the same run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HardeningRow {
+    pub metric: String,
+    pub label: String,
+    /// linkrt_before / bare: median, min, max of the per-repetition ratios.
+    pub before: (f64, f64, f64),
+    /// linkrt / bare, likewise.
+    pub after: (f64, f64, f64),
+    /// linkrt / linkrt_before per repetition (the same as the ratio of the two ratios to bare,
+    /// since both divide by the same repetition's bare): median, min, max.
+    pub after_over_before: (f64, f64, f64),
+    /// 1 − after/before: the share of the throughput the hardening costs (negative: a gain),
+    /// for the median and for the worst and best repetitions: (median, lowest, highest).
+    pub cost: (f64, f64, f64),
+    /// Judged against [`HARDENING_LIMIT`] (RR and CRR); None for the others.
+    pub met: Option<bool>,
+    pub margin: String,
+}
+
+fn ratio_triple(st: &Stat) -> Option<(f64, f64, f64)> {
+    Some((st.ratio_to_bare?, st.ratio_min?, st.ratio_max?))
+}
+
+/// The hardening's cost per metric; empty when the run had no `linkrt_before` path.
+pub fn hardening(r: &Report) -> Vec<HardeningRow> {
+    let mut rows = Vec::new();
+    for (metric, label, judged) in HARDENING_METRICS {
+        let Some(m) = r.paths.get(metric) else { continue };
+        let (Some(after), Some(before)) = (m.get("linkrt"), m.get("linkrt_before")) else {
+            continue;
+        };
+        let (Some(a), Some(b)) = (ratio_triple(after), ratio_triple(before)) else {
+            continue;
+        };
+        let mut rel = ratios(&after.runs, &before.runs);
+        if rel.is_empty() {
+            continue;
+        }
+        rel.sort_by(f64::total_cmp);
+        let rel = (median(&rel), rel[0], rel[rel.len() - 1]);
+        let cost = (1.0 - rel.0, 1.0 - rel.2, 1.0 - rel.1);
+        let (met, margin) = if judged {
+            let spare = (HARDENING_LIMIT - cost.0) * 100.0;
+            let met = cost.0 <= HARDENING_LIMIT;
+            let mut m = if met {
+                format!("{spare:.1} points to spare")
+            } else {
+                format!("{:.1} points over", -spare)
+            };
+            if cost.2 > HARDENING_LIMIT && cost.1 <= HARDENING_LIMIT {
+                let _ = write!(
+                    m,
+                    "; the repetitions range from {} to {}, across the limit",
+                    signed_pct(cost.1),
+                    signed_pct(cost.2)
+                );
+            }
+            (Some(met), m)
+        } else {
+            (None, String::new())
+        };
+        rows.push(HardeningRow {
+            metric: metric.into(),
+            label: label.into(),
+            before: b,
+            after: a,
+            after_over_before: rel,
+            cost,
+            met,
+            margin,
+        });
+    }
+    rows
+}
+
+fn hardening_section(s: &mut String, r: &Report) {
+    let rows = hardening(r);
+    let Some(before) = &r.before else {
+        let _ = writeln!(
+            s,
+            "\nCost of issue 11's hardening: not measured in this run (no `linkrt_before` path: `linkrt-bench run \
+             --linkrt-before`)."
+        );
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "\n**Cost of issue 11's hardening** (the limit: at most {:.0}% of the RR and CRR ratios): the published port \
+         through linkrt built at `{}` (before the hardening, the `linkrt_before` column: a world of namespaces of \
+         its own, set up like linkrt's) and through this tree (after), in the same interleaved repetitions against \
+         the same `bare`. Ratios: median [min–max] of the per-repetition ratios; cost = 1 − after/before, where \
+         after/before is the median of the per-repetition linkrt/linkrt_before ratios (its range: the best and the \
+         worst repetition):\n",
+        HARDENING_LIMIT * 100.0,
+        before.commit
+    );
+    let _ = writeln!(
+        s,
+        "| metric | before × bare | after × bare | after / before | cost [range] | result |\n|---|---|---|---|---|---|"
+    );
+    let t = |x: (f64, f64, f64)| format!("{:.2}× [{:.2}–{:.2}]", x.0, x.1, x.2);
+    for row in &rows {
+        let res = match row.met {
+            Some(_) => format!(
+                "{} (≤ {:.0}%): {}",
+                result(row.met),
+                HARDENING_LIMIT * 100.0,
+                row.margin
+            ),
+            None => "no limit".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} [{} to {}] | {res} |",
+            row.label,
+            t(row.before),
+            t(row.after),
+            t(row.after_over_before),
+            signed_pct(row.cost.0),
+            signed_pct(row.cost.1),
+            signed_pct(row.cost.2)
+        );
+    }
+    if rows.is_empty() {
+        let _ = writeln!(s, "| – | – | – | – | – | no samples of both paths |");
+    }
+}
+
 pub fn targets(r: &Report) -> Targets {
     let mut rows = vec![
         at_least(r, "rr_tps", "TCP RR", 1.05),
@@ -438,6 +581,7 @@ pub fn block(r: &Report, json_path: &str, docs: &str) -> String {
         };
         let _ = writeln!(s, "| {} | {} | {}{m} |", row.target, row.measured, result(row.met));
     }
+    hardening_section(&mut s, r);
     let ns: Vec<usize> = r
         .scale
         .get("crr_cps")
@@ -854,6 +998,91 @@ mod tests {
         assert_eq!(t.rows[9].target, "`ps -a` with 202 containers ≤ 50 ms");
         // "at N = 1, 100, 10,000 and 60,000" cannot be judged from a run with only 1 and 60,000.
         assert_eq!(t.rows[12].measured, "ahead in 8 of 8 (only N = 1, 60,000 in this run)");
+    }
+
+    /// The fixture with a `linkrt_before` path of these RR and CRR runs (one per repetition).
+    fn with_before(rr: &[f64], crr: &[f64]) -> Report {
+        let mut r = fixture();
+        for (metric, runs) in [("rr_tps", rr), ("crr_cps", crr)] {
+            let m = r.paths.get_mut(metric).unwrap();
+            let bare = m["bare"].runs.clone();
+            m.insert("linkrt_before".into(), Stat::of(runs).with_ratio(&bare));
+        }
+        r.before = Some(crate::model::BeforeInfo {
+            commit: "0c47e0b".into(),
+            no_volume_flag: true,
+        });
+        r
+    }
+
+    #[test]
+    fn hardening_cost_is_after_over_before_per_repetition() {
+        let f = fixture();
+        let after_rr = f.paths["rr_tps"]["linkrt"].runs.clone();
+        let after_crr = f.paths["crr_cps"]["linkrt"].runs.clone();
+        // RR: before 1% faster in every repetition: cost 1%, met. CRR: 5% faster: missed.
+        let rr: Vec<f64> = after_rr.iter().map(|v| v * 1.01).collect();
+        let crr: Vec<f64> = after_crr.iter().map(|v| v * 1.05).collect();
+        let rows = hardening(&with_before(&rr, &crr));
+        assert_eq!(rows.len(), 2, "bulk and UDP are not in the fixture: {rows:?}");
+        assert_eq!(rows[0].metric, "rr_tps");
+        assert!((rows[0].cost.0 - (1.0 - 1.0 / 1.01)).abs() < 1e-9, "{:?}", rows[0]);
+        assert_eq!(rows[0].met, Some(true));
+        assert_eq!(rows[1].metric, "crr_cps");
+        assert_eq!(rows[1].met, Some(false));
+        assert!(rows[1].margin.ends_with("points over"), "{}", rows[1].margin);
+        // after/before equals the ratio of the two ratios to bare (the same bare divides both).
+        let r0 = &rows[0];
+        assert!((r0.after_over_before.0 - r0.after.0 / r0.before.0).abs() < 1e-9);
+        // A gain is a negative cost, and met.
+        let rows = hardening(&with_before(
+            &after_rr.iter().map(|v| v * 0.9).collect::<Vec<_>>(),
+            &after_crr,
+        ));
+        assert!(rows[0].cost.0 < 0.0 && rows[0].met == Some(true));
+        assert!(rows[1].cost.0.abs() < 1e-12 && rows[1].met == Some(true));
+    }
+
+    #[test]
+    fn hardening_spread_across_the_limit_is_said() {
+        let f = fixture();
+        let after = f.paths["rr_tps"]["linkrt"].runs.clone();
+        // Per repetition after/before: 1.0, 0.99, 0.95: median cost 1% (met), the worst 5%.
+        let before: Vec<f64> = after.iter().zip([1.0, 0.99, 0.95]).map(|(a, q)| a / q).collect();
+        let crr = f.paths["crr_cps"]["linkrt"].runs.clone();
+        let rows = hardening(&with_before(&before, &crr));
+        let rr = &rows[0];
+        assert_eq!(rr.met, Some(true));
+        assert!(
+            (rr.cost.0 - 0.01).abs() < 1e-9 && (rr.cost.2 - 0.05).abs() < 1e-9,
+            "{rr:?}"
+        );
+        assert!(rr.margin.contains("across the limit"), "{}", rr.margin);
+        let b = block(&with_before(&before, &crr), "x.json", "docs");
+        assert!(
+            b.contains("**Cost of issue 11's hardening** (the limit: at most 2% of the RR and CRR ratios)"),
+            "{b}"
+        );
+        assert!(b.contains("linkrt built at `0c47e0b`"), "{b}");
+        assert!(
+            b.contains("| TCP RR, transactions/s | ")
+                && b.contains("| +1.0% [+0.0% to +5.0%] | **met** (≤ 2%): 1.0 points to spare"),
+            "{b}"
+        );
+        // The main table has the before column.
+        assert!(b.contains("| metric | bare | linkrt | linkrt before issue 11 |"), "{b}");
+    }
+
+    #[test]
+    fn no_before_path_no_hardening_claim() {
+        let r = fixture();
+        assert!(hardening(&r).is_empty());
+        let b = block(&r, "x.json", "docs");
+        assert!(
+            b.contains("Cost of issue 11's hardening: not measured in this run"),
+            "{b}"
+        );
+        assert!(!b.contains("**met** (≤ 2%)"), "{b}");
     }
 
     #[test]

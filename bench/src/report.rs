@@ -80,9 +80,20 @@ pub fn markdown(r: &Report, json_path: &str, docs: &str) -> String {
         .collect();
     let _ = writeln!(
         s,
-        "Host-namespace sysctls (linkrt world / bare world): {}.",
+        "Host-namespace sysctls (linkrt world / bare world{}): {}.",
+        if r.before.is_some() { " / before world" } else { "" },
         sys.join(", ")
     );
+    if let Some(b) = &r.before {
+        let _ = writeln!(
+            s,
+            "\nThe before world's attachments (linkrt at {}, the positive control of `linkrt_before`):\n",
+            b.commit
+        );
+        for a in &r.isolation.before_attached {
+            let _ = writeln!(s, "- {a}");
+        }
+    }
     let _ = writeln!(s, "\n## Phases (s)\n");
     for (k, v) in &r.phase_secs {
         let _ = writeln!(s, "- {k}: {v:.0}");
@@ -107,6 +118,7 @@ fn color(path: &str) -> RGBColor {
     match path {
         "bare" => RGBColor(60, 60, 60),
         "linkrt" => RGBColor(31, 119, 180),
+        "linkrt_before" => RGBColor(44, 160, 44),
         "linkrt_nonat" => RGBColor(140, 190, 230),
         "iptables" => RGBColor(214, 39, 40),
         "nftables" => RGBColor(255, 127, 14),

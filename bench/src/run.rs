@@ -8,13 +8,15 @@ use anyhow::{Context, Result, bail};
 use crate::{
     control::{self, CpPlan},
     env::{self, Env, SRV_IP, SRV_PORT, Where, World, sh},
-    model::{Control, Isolation, Memory, Report, Stat},
+    model::{BeforeInfo, Control, Isolation, Memory, Report, Stat},
     peers::{self, PathId},
 };
 
 pub struct Options {
     pub quick: bool,
     pub linkrt: PathBuf,
+    /// The old linkrt binary and the commit it was built from: the `linkrt_before` path.
+    pub linkrt_before: Option<(PathBuf, String)>,
     pub command: String,
     /// Overrides every sample's duration (a structure check of the full run; numbers meaningless).
     pub secs: Option<f64>,
@@ -36,6 +38,8 @@ pub struct Plan {
     pub cp: CpPlan,
     pub fill: usize,
     pub ps_runs: usize,
+    /// The interleaved main run's paths ([`PathId::main`]).
+    pub main_paths: Vec<PathId>,
 }
 
 /// The datapath metrics: (client mode, result key).
@@ -47,7 +51,8 @@ const METRICS: [(&str, &str); 4] = [
 ];
 
 impl Plan {
-    pub fn new(quick: bool, secs: Option<f64>) -> Plan {
+    /// `before`: the run has the before world (its path joins the main run).
+    pub fn new(quick: bool, secs: Option<f64>, before: bool) -> Plan {
         let mut p = if quick {
             Plan {
                 reps: 1,
@@ -66,6 +71,7 @@ impl Plan {
                 },
                 fill: 10,
                 ps_runs: 2,
+                main_paths: PathId::main(before),
             }
         } else {
             Plan {
@@ -85,6 +91,7 @@ impl Plan {
                 },
                 fill: 200,
                 ps_runs: 5,
+                main_paths: PathId::main(before),
             }
         };
         if let Some(s) = secs {
@@ -107,7 +114,13 @@ impl Plan {
     /// (process start per sample, rule loads, container starts).
     pub fn estimate_secs(&self) -> f64 {
         let per_sample = 0.05;
-        let main = (self.reps * PathId::MAIN.len() * METRICS.len()) as f64 * (self.secs + per_sample);
+        let main = (self.reps * self.main_paths.len() * METRICS.len()) as f64 * (self.secs + per_sample);
+        // The before world: its instance and server (a few linkrt commands).
+        let before = if self.main_paths.contains(&PathId::LinkrtBefore) {
+            3.0
+        } else {
+            0.0
+        };
         let scale: f64 = self
             .scale_ns
             .iter()
@@ -126,7 +139,7 @@ impl Plan {
         let local = (self.local_reps * LOCAL.len() * 2) as f64 * (self.local_secs + 0.1);
         let launchers = self.launcher_cycles as f64 * (0.35 + 0.1);
         let fill = self.fill as f64 * 0.4 + self.ps_runs as f64 * 0.3;
-        main + scale + cp_per_n * self.scale_ns.len() as f64 + local + launchers + fill + 15.0
+        main + before + scale + cp_per_n * self.scale_ns.len() as f64 + local + launchers + fill + 15.0
     }
 }
 
@@ -234,7 +247,7 @@ fn linkrt_extra(env: &Env, running: &mut bool, extra: usize) -> Result<()> {
 
 pub fn run(o: &Options) -> Result<Report> {
     let t_start = Instant::now();
-    let plan = Plan::new(o.quick, o.secs);
+    let plan = Plan::new(o.quick, o.secs, o.linkrt_before.is_some());
     if !std::path::Path::new(peers::DOCKER_PROXY).exists() {
         bail!(
             "{} is missing: install Debian's docker.io (cargo xtask setup does; dockerd is never started)",
@@ -273,7 +286,14 @@ pub fn run(o: &Options) -> Result<Report> {
     for pkg in ["docker.io", "iptables", "nftables", "socat", "runc", "crun", "bpftool"] {
         rep.versions.insert(pkg.into(), version(pkg));
     }
-    let mut env = Env::new(&o.linkrt)?;
+    let mut env = Env::new(
+        &o.linkrt,
+        o.linkrt_before.as_ref().map(|(p, c)| (p.as_path(), c.as_str())),
+    )?;
+    rep.before = env.before.as_ref().map(|b| BeforeInfo {
+        commit: b.commit.clone(),
+        no_volume_flag: !b.help.contains("--volume"),
+    });
     let mut phase = Instant::now();
     let mut end_phase = |rep: &mut Report, name: &str| {
         rep.phase_secs.insert(name.into(), phase.elapsed().as_secs_f64());
@@ -335,6 +355,13 @@ pub fn run(o: &Options) -> Result<Report> {
         bail!("{e:#} (is {me} visible in the container?): {logs}");
     }
     env.wait_server(World::Bare)?;
+    if env.before.is_some() {
+        progress(&format!(
+            "the before world: linkrt at {} publishes its server",
+            env.before()?.commit
+        ));
+        env.start_before_server()?;
+    }
     // The hairpin client is linked to the server, so that its direct path is allowed too.
     let mut hp_args: Vec<String> = ["run", "-d", "--name", "hairpin", "--link", "srv"]
         .map(String::from)
@@ -352,7 +379,7 @@ pub fn run(o: &Options) -> Result<Report> {
     let mut raw = Raw::new();
     for r in 0..plan.reps {
         progress(&format!("datapath repetition {}/{}", r + 1, plan.reps));
-        for p in rotated(&PathId::MAIN, r) {
+        for p in rotated(&plan.main_paths, r) {
             peers::setup(&mut env, p, 0)?;
             if p == PathId::DockerProxy && memory.docker_proxy.is_none() {
                 let pid = env.peer_pids().first().copied().context("no docker-proxy")?;
@@ -480,6 +507,20 @@ pub fn run(o: &Options) -> Result<Report> {
         .sum::<Result<usize>>()?;
     rep.loadavg_end = loadavg();
     rep.notes.extend(notes());
+    if let Some(b) = &rep.before {
+        rep.notes.push(format!(
+            "linkrt_before: the same published port (8080, TCP and UDP) through linkrt built at commit {}, the \
+             datapath before issue 11's hardening, in a third world of namespaces like the linkrt world's (its own \
+             uplink, state dirs, bpffs directory and cgroup), measured in the same interleaved repetitions; the \
+             hardening's cost is 1 − the median of the per-repetition linkrt / linkrt_before ratios{}",
+            b.commit,
+            if b.no_volume_flag {
+                " (that version has no -v: its containers see the host's root, where the load generator's copy is)"
+            } else {
+                ""
+            }
+        ));
+    }
     drop(env);
     rep.wall_secs = t_start.elapsed().as_secs_f64();
     Ok(rep)
@@ -543,8 +584,23 @@ fn isolation(env: &Env) -> Result<Isolation> {
         if l != b {
             bail!("{key} differs between the worlds: linkrt {l}, bare {b}");
         }
-        sysctls.insert(key.to_string(), vec![l, b]);
+        let mut v = vec![l, b];
+        if let Some(before) = &env.before {
+            let o = env::sysctl_get(&before.host, key)?;
+            if o != v[0] {
+                bail!("{key} differs between the worlds: linkrt {}, before {o}", v[0]);
+            }
+            v.push(o);
+        }
+        sysctls.insert(key.to_string(), v);
     }
+    let before_attached = match &env.before {
+        Some(b) => {
+            peers::assert_before_world(env)?;
+            env::attached_programs(&b.host)?
+        }
+        None => Vec::new(),
+    };
     Ok(Isolation {
         method: "separate namespaces: linkrt manages only the linkrt world; the baselines run in an identical bare \
                  world it never enters. Checked before every baseline's samples: TCX (BPF_PROG_QUERY) and tc/XDP \
@@ -558,6 +614,7 @@ fn isolation(env: &Env) -> Result<Isolation> {
             env.b_peer.clone(),
         ],
         linkrt_attached: env::attached_programs(&env.l_host)?,
+        before_attached,
         client_cgroup_programs: client_cgroup_programs.trim().to_string(),
         sysctls,
         ..Default::default()
@@ -594,10 +651,15 @@ mod tests {
 
     #[test]
     fn a_full_run_fits_in_25_minutes_and_quick_in_2() {
-        let full = Plan::new(false, None).estimate_secs();
-        assert!((10.0 * 60.0..25.0 * 60.0).contains(&full), "full run: {full:.0} s");
-        let quick = Plan::new(true, None).estimate_secs();
-        assert!(quick < 120.0, "quick run: {quick:.0} s");
+        for before in [false, true] {
+            let full = Plan::new(false, None, before).estimate_secs();
+            assert!((10.0 * 60.0..25.0 * 60.0).contains(&full), "full run: {full:.0} s");
+            let quick = Plan::new(true, None, before).estimate_secs();
+            assert!(quick < 120.0, "quick run: {quick:.0} s");
+        }
+        // The before path costs its samples (4 metrics × 5 repetitions × 3 s) and little else.
+        let extra = Plan::new(false, None, true).estimate_secs() - Plan::new(false, None, false).estimate_secs();
+        assert!((60.0..70.0).contains(&extra), "{extra:.0} s");
     }
 
     #[test]
@@ -606,5 +668,24 @@ mod tests {
         let b = rotated(&PathId::MAIN, 1);
         assert_eq!(a.len(), b.len());
         assert!(b.iter().all(|p| a.contains(p)) && a[0] != b[0]);
+    }
+
+    #[test]
+    fn the_before_path_is_in_every_repetition_of_the_main_run() {
+        let plan = Plan::new(false, None, true);
+        assert!(plan.main_paths.contains(&PathId::LinkrtBefore));
+        let mut firsts = std::collections::BTreeSet::new();
+        for r in 0..plan.reps {
+            let order = rotated(&plan.main_paths, r);
+            assert_eq!(order.len(), plan.main_paths.len());
+            for p in [PathId::Bare, PathId::Linkrt, PathId::LinkrtBefore] {
+                assert_eq!(order.iter().filter(|x| **x == p).count(), 1, "rep {r}: {order:?}");
+            }
+            firsts.insert(order[0]);
+        }
+        // The order rotates: no path always comes first.
+        assert_eq!(firsts.len(), plan.reps);
+        assert!(!Plan::new(false, None, false).main_paths.contains(&PathId::LinkrtBefore));
+        assert!(Plan::new(true, None, true).main_paths.contains(&PathId::LinkrtBefore));
     }
 }

@@ -110,3 +110,154 @@ fn build_userspace(release: bool, what: &[&str], label: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// The datapath before issue 11's hardening, for the benchmark's `linkrt_before` path: the
+/// commit just before the hardening's first commit (`git log --oneline 0c47e0b..` lists the
+/// hardening, from `46ea43d`/`dd5f268` on). It builds and runs with today's toolchain as it is.
+pub const BEFORE_COMMIT: &str = "0c47e0b";
+
+/// How the old commit's `linkrt` is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BeforeProfile {
+    /// `cargo xtask bench`: release, as the tree under test.
+    Release,
+    /// The smoke run inside `cargo xtask test`: the cheapest build that runs (that commit's dev
+    /// profile with no optimization and no debug info); its numbers are not read.
+    Smoke,
+}
+
+/// The old commit's `linkrt` binary.
+pub struct BeforeBuild {
+    pub binary: PathBuf,
+    /// Abbreviated commit (for the report).
+    pub commit: String,
+}
+
+fn git(root: &Path, args: &[&str]) -> Result<String> {
+    let o = Command::new("git")
+        .args(args)
+        .current_dir(root)
+        .output()
+        .context("running git")?;
+    if !o.status.success() {
+        bail!("git {args:?} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// Builds `linkrt` at [`BEFORE_COMMIT`] the way that commit builds itself (its xtask/build.rs
+/// and linkrt/build.rs): the eBPF object with Debian's rustc (RUSTC_BOOTSTRAP=1) and
+/// bpf-linker for bpfel-unknown-none, then the binary with rustup's cargo, the object passed
+/// through `LINKRT_EBPF_OBJ`, both from that commit's own Cargo.lock (`--locked`). Everything
+/// lives under `target/bench-before/<full commit>/`: the sources (`git archive`), and target
+/// dirs of their own (`bpf/`, `target/`), so a second run is a no-op build of a cached tree.
+pub fn build_before(profile: BeforeProfile) -> Result<BeforeBuild> {
+    let root = workspace_root();
+    let full = git(
+        &root,
+        &["rev-parse", "--verify", &format!("{BEFORE_COMMIT}^{{commit}}")],
+    )
+    .with_context(|| format!("the pre-hardening commit {BEFORE_COMMIT} is not in this repository"))?;
+    let commit = git(&root, &["rev-parse", "--short", &full])?;
+    let dir = root.join("target/bench-before").join(&full);
+    let src = dir.join("src");
+    let stamp = dir.join("src.complete");
+    if !stamp.exists() {
+        println!(
+            "[build] linkrt at {commit} (before issue 11's hardening): git archive into {}",
+            src.display()
+        );
+        if src.exists() {
+            std::fs::remove_dir_all(&src).with_context(|| format!("removing {}", src.display()))?;
+        }
+        std::fs::create_dir_all(&src).with_context(|| format!("creating {}", src.display()))?;
+        let mut archive = Command::new("git")
+            .args(["archive", "--format=tar", &full])
+            .current_dir(&root)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("running git archive")?;
+        let tar = Command::new("tar")
+            .arg("-x")
+            .arg("-C")
+            .arg(&src)
+            .stdin(archive.stdout.take().context("git archive's output")?)
+            .status()
+            .context("running tar")?;
+        if !archive.wait()?.success() || !tar.success() {
+            bail!("extracting {full} into {} failed", src.display());
+        }
+        std::fs::write(&stamp, format!("{full}\n"))?;
+    }
+    // A release build of the same (immutable) sources serves the smoke run too.
+    let release = dir.join("target/release/linkrt");
+    if profile == BeforeProfile::Smoke && release.is_file() {
+        println!(
+            "[build] linkrt at {commit}: the cached release build {}",
+            release.display()
+        );
+        return Ok(BeforeBuild {
+            binary: release,
+            commit,
+        });
+    }
+    println!("[build] linkrt at {commit}: eBPF object with {DEBIAN_RUSTC} (RUSTC_BOOTSTRAP=1) + bpf-linker");
+    let st = Command::new("cargo")
+        .args([
+            "build",
+            "--locked",
+            "--package",
+            "linkrt-ebpf",
+            "--target",
+            "bpfel-unknown-none",
+            "--release",
+        ])
+        .env("RUSTC", DEBIAN_RUSTC)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", dir.join("bpf"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .current_dir(&src)
+        .status()
+        .context("running cargo for the old eBPF crate")?;
+    if !st.success() {
+        bail!("building linkrt-ebpf at {commit} failed");
+    }
+    let obj = dir.join("bpf/bpfel-unknown-none/release/linkrt-ebpf");
+    if !obj.is_file() {
+        bail!("the eBPF object of {commit} is not at {}", obj.display());
+    }
+    println!("[build] linkrt at {commit}: the binary ({profile:?}) with rustup's cargo");
+    let mut cmd = Command::new("cargo");
+    cmd.args(["build", "--locked", "--package", "linkrt", "--bin", "linkrt"])
+        .env("LINKRT_EBPF_OBJ", &obj)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .current_dir(&src);
+    let out = match profile {
+        BeforeProfile::Release => {
+            cmd.arg("--release");
+            "release"
+        }
+        BeforeProfile::Smoke => {
+            for c in [
+                "profile.dev.opt-level=0",
+                "profile.dev.debug=false",
+                "profile.dev.incremental=false",
+                "profile.dev.package.\"*\".opt-level=0",
+            ] {
+                cmd.args(["--config", c]);
+            }
+            "debug"
+        }
+    };
+    if !cmd.status().context("running cargo build")?.success() {
+        bail!("building linkrt at {commit} failed");
+    }
+    let binary = dir.join("target").join(out).join("linkrt");
+    if !binary.is_file() {
+        bail!("no binary at {}", binary.display());
+    }
+    Ok(BeforeBuild { binary, commit })
+}

@@ -31,8 +31,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Benchmark port mapping (bare, linkrt, iptables, nftables, docker-proxy, socat), the control
-    /// plane and memory; a full run rewrites README.md's benchmark block and docs/bench/.
+    /// Benchmark port mapping (bare, linkrt, linkrt before issue 11's hardening, iptables,
+    /// nftables, docker-proxy, socat), the control plane and memory; a full run rewrites
+    /// README.md's benchmark block and docs/bench/.
     Bench {
         /// A short smoke run (under 2 minutes); its numbers mean nothing.
         #[arg(long)]
@@ -115,12 +116,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             setup::setup()?;
             // Release builds: the numbers are about the datapath, not about debug code.
             build::build_all(true)?;
+            // The datapath before issue 11's hardening, built from its commit (cached).
+            let before = build::build_before(build::BeforeProfile::Release)?;
             let root = build::workspace_root();
             let mut command = "cargo xtask bench".to_string();
             if quick {
                 command.push_str(" --quick");
             }
-            status(bench_cmd(&root.join("target/release"), quick, &out, &command))
+            status(bench_cmd(
+                &root.join("target/release"),
+                quick,
+                &out,
+                &command,
+                Some(&before),
+            ))
         }
         Cmd::Test {
             kernels,
@@ -141,18 +150,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // whole suite, then checked untouched (the tests are hermetic).
             let bystander = if args.is_empty() { Bystander::start(&bin) } else { None };
             if args.is_empty() {
-                // The benchmark's smoke run first: every path must work; timings are not asserted.
+                // The benchmark's smoke run first: every path must work (the pre-hardening
+                // binary's too, in its cheapest build, cached); timings are not asserted.
+                let mut phases = Phases::default();
+                let before = phases.time("the pre-hardening linkrt for the benchmark smoke run", || {
+                    build::build_before(build::BeforeProfile::Smoke)
+                });
                 println!("[test] benchmark smoke run (cargo xtask bench --quick, debug build)");
                 let out = root.join("target/bench-smoke");
-                let ok = bench_cmd(
-                    &root.join("target/debug"),
-                    true,
-                    &out.to_string_lossy(),
-                    "cargo xtask bench --quick",
-                )
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
+                let ok = match &before {
+                    Ok(b) => phases
+                        .time("the benchmark smoke run", || {
+                            bench_cmd(
+                                &root.join("target/debug"),
+                                true,
+                                &out.to_string_lossy(),
+                                "cargo xtask bench --quick",
+                                Some(b),
+                            )
+                            .status()
+                            .context("running the smoke run")
+                        })
+                        .map(|s| s.success())
+                        .unwrap_or(false),
+                    Err(e) => {
+                        println!("[test] building linkrt at {}: {e:#}", build::BEFORE_COMMIT);
+                        false
+                    }
+                };
+                phases.print();
                 total.one("bench_smoke", ok);
                 println!("[test] install into a temporary prefix (cargo xtask install --prefix target/install-test-*)");
                 let r = install::check_install();
@@ -437,7 +463,13 @@ fn as_root(prog: &str, args: &[String]) -> Command {
     }
 }
 
-fn bench_cmd(bin_dir: &std::path::Path, quick: bool, out: &str, command: &str) -> Command {
+fn bench_cmd(
+    bin_dir: &std::path::Path,
+    quick: bool,
+    out: &str,
+    command: &str,
+    before: Option<&build::BeforeBuild>,
+) -> Command {
     let mut args = vec![
         "run".to_string(),
         "--out".into(),
@@ -447,6 +479,14 @@ fn bench_cmd(bin_dir: &std::path::Path, quick: bool, out: &str, command: &str) -
         "--command".into(),
         command.to_string(),
     ];
+    if let Some(b) = before {
+        args.extend([
+            "--linkrt-before".into(),
+            b.binary.to_string_lossy().into_owned(),
+            "--before-commit".into(),
+            b.commit.clone(),
+        ]);
+    }
     if quick {
         args.push("--quick".into());
     } else {
