@@ -137,6 +137,22 @@ impl Drop for BpfFs {
     }
 }
 
+/// For a test that unmounts a [`Host`]'s bpffs: linkrt mounts a new one at `cfg.bpffs`, inside
+/// the emptied mount point. On drop (declare it before the host, so that the host and its
+/// containers go first) that one is unmounted and removed, and so is the old mount point,
+/// which the host's own [`BpfFs`] could not remove while it held the new one.
+pub struct Remount(pub PathBuf);
+
+impl Drop for Remount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = fs::remove_dir(&self.0);
+        if let Some(parent) = self.0.parent() {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
 /// A private temporary directory, removed on drop.
 pub struct TempDir {
     pub path: PathBuf,

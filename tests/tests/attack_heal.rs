@@ -2,18 +2,7 @@
 //! a pin) while containers run: the links die, isolation and published ports vanish, and
 //! `linkrt status` says `degraded` with what is missing. The next command, whatever it is,
 //! puts it all back before its own work.
-use linkrt_tests::{Client, HOST_IP, Host, eventually, tcp_connect_script};
-
-/// Unmounts (lazily) and removes the bpffs that linkrt mounts again at `cfg.bpffs`, after the
-/// host (declared later, so dropped first) removed its containers.
-struct Remount(std::path::PathBuf);
-
-impl Drop for Remount {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
+use linkrt_tests::{Client, HOST_IP, Host, Remount, eventually, tcp_connect_script};
 
 fn connects(h: &Host, from: &str, ip: &str, port: u16) -> bool {
     h.py(from, &tcp_connect_script(ip, port)).code == 0

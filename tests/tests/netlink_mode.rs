@@ -3,7 +3,7 @@
 //! that mode on this kernel, so the fallback is proven here too: the publish and policy suites
 //! run again (their own test functions, included below) with every linkrt command in netlink
 //! mode, plus the tests of the mode itself: what is attached, self-healing, teardown.
-use linkrt_tests::{Client, HOST_IP, Host, eventually};
+use linkrt_tests::{Client, HOST_IP, Host, Remount, eventually};
 
 #[path = "publish.rs"]
 mod publish;
@@ -40,17 +40,6 @@ fn uplink(h: &Host) -> String {
     let o = h.sh(&["ip", "-o", "addr", "show", "to", HOST_IP]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     out.split_whitespace().nth(1).expect("the uplink").to_string()
-}
-
-/// Unmounts (lazily) and removes the bpffs that linkrt mounts again at `cfg.bpffs`, after the
-/// host (declared later, so dropped first) removed its containers.
-struct Remount(std::path::PathBuf);
-
-impl Drop for Remount {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_dir(&self.0);
-    }
 }
 
 fn veth_of(h: &Host, name: &str) -> String {
