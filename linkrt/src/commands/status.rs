@@ -26,13 +26,15 @@ pub fn status(cfg: &Config) -> CmdResult {
             "off (links only)"
         }
     );
-    if !bpf::saved_gateway_mode(cfg).masquerades() {
-        println!("masquerade: off (the routed gateway mode: connections out keep the container's address)");
-    } else if settings.ip_masq {
-        let (first, last) = settings.masq_ports;
-        println!("masquerade: on (connections out leave with the uplink's address, ports {first}-{last})");
-    } else {
-        println!("masquerade: off (connections out keep the container's address)");
+    let mode = bpf::saved_gateway_mode(cfg);
+    match settings.masquerade(mode) {
+        Some((first, last)) => {
+            println!("masquerade: on (connections out leave with the uplink's address, ports {first}-{last})")
+        }
+        None if !mode.masquerades() => {
+            println!("masquerade: off (the routed gateway mode: connections out keep the container's address)")
+        }
+        None => println!("masquerade: off (connections out keep the container's address)"),
     }
     let default = std::env::var("LINKRT_RUNTIME").ok();
     let mut chosen = default.is_some();
@@ -51,7 +53,7 @@ pub fn status(cfg: &Config) -> CmdResult {
     println!("cgroups:    {}", linkrt::oci::cgroup::Layout::detect().describe());
     println!(
         "gateway:    {}",
-        match bpf::saved_gateway_mode(cfg) {
+        match mode {
             bpf::GatewayMode::Nat => "nat (published ports only; routed access dropped)",
             bpf::GatewayMode::NatUnprotected => "nat-unprotected (other machines may route to containers)",
             bpf::GatewayMode::Routed => "routed (other machines may route to containers; no masquerade)",

@@ -60,9 +60,10 @@ pub fn parse_masq_ports(s: &str) -> std::result::Result<(u16, u16), String> {
 }
 
 impl Settings {
-    /// The datapath's `CONFIG_MASQ` value.
-    pub fn masq_config(&self) -> u64 {
-        linkrt_common::config::masq_config(self.ip_masq.then_some(self.masq_ports))
+    /// The ports connections out are masqueraded to under the gateway mode `mode`, or `None`
+    /// when they are not (`--ip-masq false`, or Docker's `routed` mode, which never masquerades).
+    pub fn masquerade(&self, mode: crate::datapath::GatewayMode) -> Option<(u16, u16)> {
+        (self.ip_masq && mode.masquerades()).then_some(self.masq_ports)
     }
 }
 
@@ -156,9 +157,7 @@ pub fn sync(cfg: &Config, containers: &[Container]) -> Result<()> {
     }
     let s = Settings::load(cfg)?;
     let mut st = policy_state(containers, s.icc, &|v| nix::net::if_::if_nametoindex(v).ok());
-    // Docker's `routed` gateway mode never masquerades.
-    let masq = s.ip_masq && crate::datapath::gateway_mode(cfg)?.masquerades();
-    st.masq = masq.then_some(s.masq_ports);
+    st.masq = s.masquerade(crate::datapath::gateway_mode(cfg)?);
     bpf::sync_policy(cfg, &st).map_err(|e| name_full_map(cfg, e, &st))
 }
 
